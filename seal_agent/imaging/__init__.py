@@ -9,9 +9,11 @@ from seal_agent.imaging.geometry import (
     validate_box,
     view_size,
 )
+from seal_agent.imaging.pyramid import ImagePyramid
 
 __all__ = [
     "Box",
+    "ImagePyramid",
     "ViewTransform",
     "crop_box_around",
     "split_box",

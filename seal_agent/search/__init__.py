@@ -1,6 +1,7 @@
 """V* visual search: model protocol, configuration, results and the search engine."""
 
 from seal_agent.search.config import STRATEGIES, SearchConfig, Strategy
+from seal_agent.search.engine import VStarSearch
 from seal_agent.search.protocol import (
     Detection,
     ModelThresholds,
@@ -22,5 +23,6 @@ __all__ = [
     "StopReason",
     "Strategy",
     "TraceStep",
+    "VStarSearch",
     "validate_predictions",
 ]

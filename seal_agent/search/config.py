@@ -46,6 +46,45 @@ class SearchConfig(BaseModel):
     )
     crop_scale: float = Field(1.2, ge=1, description="VWM crop size relative to the found box")
     seed: int = Field(0, description="seed of the random baselines")
+    # -- added by the search engine (all optional; defaults are the measured best) --------
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "patches scored per forward pass (popped together from the queue); None: 1 for "
+            "the tree searches (seal always 1, as the reference), 8 for sliding-window"
+        ),
+    )
+    candidate_zoom: bool = Field(
+        True, description="vstar: look at a sub-threshold candidate at native resolution next"
+    )
+    zoom_min_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="vstar: lowest candidate confidence worth a zoom (None: confidence_low / 2)",
+    )
+    weak_cue: Literal["blend", "context", "target"] = Field(
+        "blend",
+        description=(
+            "vstar, when the target cue is below its threshold: blend the normalised target "
+            "and context heatmaps, use the context alone (the reference), or the target alone"
+        ),
+    )
+    native_tiles: int = Field(
+        9,
+        ge=0,
+        description=(
+            "tree strategies except seal: split a patch straight into native-resolution "
+            "tiles when at most this many cover it (0: always the 2x2 split)"
+        ),
+    )
+    window_overlap: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="sliding-window: neighbouring tiles overlap by this fraction of a tile",
+    )
 
     def resolve_thresholds(self, model_defaults: ModelThresholds) -> ModelThresholds:
         """The model's calibrated thresholds with this config's overrides applied."""

@@ -42,6 +42,13 @@ class TraceStep(BaseModel):
         description="which heatmap ranked its children ('none' for a leaf or a found patch)"
     )
     context_phrase: str | None = None
+    kind: Literal["root", "split", "zoom", "tile"] | None = Field(
+        None,
+        description=(
+            "how the patch arose: the whole image, a split of its parent, a candidate zoom "
+            "(vstar), or a sliding-window tile"
+        ),
+    )
 
 
 class SearchResult(BaseModel):

@@ -1,0 +1,449 @@
+"""Latency and memory of the real model architectures on one 4000x3000 image.
+
+Weights are random (nothing is downloaded): each architecture is built from its real
+hub config, stored in ``benchmarks/configs/``. Speed and memory depend on the
+architecture, the input sizes and the dtype, not on the weight values; decoding is
+forced to its full length (``min_new_tokens``) so random weights cannot stop early.
+
+Measured:
+
+* OWLv2-B/16 search model through ``OwlSearchModel.predict`` (pre-processing, one
+  forward pass, post-processing), on views cut from the image the way a search does
+  (``ImagePyramid.view`` of the root's children and grandchildren): latency per batch
+  and throughput (patches/s) at batch 1, 4 and 16, with target + context phrases.
+* The VQA model (Qwen2.5-VL-7B by default, LLaVA-1.5-7B with ``--vqa llava-1.5-7b``):
+  prefill of the whole image plus a question, and 32-token greedy decoding, with the
+  image limited to ``DEFAULT_MAX_IMAGE_PIXELS`` as ``TransformersChatModel`` does.
+* Peak GPU memory with the search model and the VQA model loaded together.
+
+The anchor to beat: the reference SEAL needed ~27 GB and ~9 s per question (A100).
+
+    python benchmarks/gpu_latency.py                      # CUDA, full size
+    python benchmarks/gpu_latency.py --device cpu --tiny  # smoke test, seconds
+
+Prints a table and writes JSON to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+from seal_agent.imaging.geometry import Box, split_box  # noqa: E402
+from seal_agent.imaging.pyramid import ImagePyramid  # noqa: E402
+from seal_agent.models.chat import limit_pixels  # noqa: E402
+from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS  # noqa: E402
+from seal_agent.models.devices import dtype_name, resolve_device, resolve_dtype  # noqa: E402
+from seal_agent.models.owl import OwlSearchModel  # noqa: E402
+
+CONFIGS = ROOT / "configs"
+RESULTS = ROOT / "results"
+IMAGE_SIZE = (4000, 3000)
+OWL_BATCHES = (1, 4, 16)
+NEW_TOKENS = 32
+QUESTION_TOKENS = 40  # a V*Bench question with its options, roughly
+
+# Shrunken versions of the real configs for the CPU smoke test (same code paths).
+TINY: dict[str, dict[str, Any]] = {
+    "owlv2-base-patch16-ensemble": {
+        "projection_dim": 32,
+        "text_config": {
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+        },
+        "vision_config": {
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "image_size": 96,
+        },
+    },
+    "llava-1.5-7b": {
+        "text_config": {
+            "vocab_size": 32064,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+        },
+        "vision_config": {
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "projection_dim": 32,
+        },
+    },
+    "qwen2.5-vl-7b": {
+        "text_config": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [1, 1, 2],
+                "rope_theta": 1000000.0,
+            },
+        },
+        "vision_config": {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 4,
+            "out_hidden_size": 32,
+            "fullatt_block_indexes": [1],
+        },
+    },
+}
+
+
+# -- configs ------------------------------------------------------------------------------------
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _merge(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(name: str, tiny: bool) -> Any:
+    from transformers import AutoConfig
+
+    raw = json.loads((CONFIGS / f"{name}.json").read_text())
+    raw = {k: v for k, v in raw.items() if not k.startswith("_") and k != "architectures"}
+    if tiny:
+        raw = _merge(raw, TINY[name])
+    model_type = raw.pop("model_type")
+    return AutoConfig.for_model(model_type, **raw)
+
+
+# -- timing -------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Any, device: torch.device, repeats: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def benchmark_image(seed: int = 0) -> Image.Image:
+    """A 4000x3000 photo-like image: smooth colour field plus noise (not all-constant)."""
+    rng = np.random.default_rng(seed)
+    w, h = IMAGE_SIZE
+    coarse = rng.integers(0, 256, (h // 100 + 1, w // 100 + 1, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR)
+    noise = rng.integers(0, 24, (h, w, 3), dtype=np.uint8)
+    return Image.fromarray(np.asarray(image) // 2 + noise)
+
+
+# -- search model -------------------------------------------------------------------------------
+def _clip_tokenizer() -> Any:
+    """An offline CLIP tokenizer (letters only); the benchmark only needs its shapes."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"!": 0, "!</w>": 1, "<|startoftext|>": 2}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16, pad_token="!")
+
+
+def build_owl(directory: Path, tiny: bool) -> Path:
+    from transformers import Owlv2ForObjectDetection, Owlv2Processor
+    from transformers.models.owlv2 import Owlv2ImageProcessorPil
+
+    config = load_config("owlv2-base-patch16-ensemble", tiny)
+    model = Owlv2ForObjectDetection(config)
+    side = config.vision_config.image_size
+    processor = Owlv2Processor(
+        image_processor=Owlv2ImageProcessorPil(size={"height": side, "width": side}),
+        tokenizer=_clip_tokenizer(),
+    )
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def search_views(image: Image.Image, input_size: int, count: int) -> list[Image.Image]:
+    """Views a search would score: the root's children, then its grandchildren."""
+    pyramid = ImagePyramid(image)
+    root = Box.full(pyramid.width, pyramid.height)
+    patches = split_box(root)
+    patches += [child for patch in list(patches) for child in split_box(patch)]
+    while len(patches) < count:
+        patches += patches
+    return [pyramid.view(patch, input_size)[0] for patch in patches[:count]]
+
+
+def bench_owl(owl: OwlSearchModel, image: Image.Image, repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    views = search_views(image, owl.input_size, max(OWL_BATCHES))
+    phrases = ["red cup", "table"]
+    owl.predict(views[:1], phrases)  # text embeddings cached, as during a search
+    for batch in OWL_BATCHES:
+        samples = timed(lambda b=batch: owl.predict(views[:b], phrases), owl.device, repeats)
+        median = statistics.median(samples)
+        rows.append(
+            {
+                "batch": batch,
+                "latency_ms": round(median * 1000, 2),
+                "min_ms": round(min(samples) * 1000, 2),
+                "patches_per_s": round(batch / median, 2),
+            }
+        )
+    return rows
+
+
+# -- VQA model ----------------------------------------------------------------------------------
+def build_vqa(name: str, tiny: bool, device: torch.device, dtype: torch.dtype) -> Any:
+    from transformers import AutoModelForImageTextToText
+
+    config = load_config(name, tiny)
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    return model.eval()
+
+
+def _text_ids(count: int, vocab: int, rng: np.random.Generator) -> list[int]:
+    return rng.integers(100, min(vocab, 30000), count).tolist()
+
+
+def vqa_inputs(name: str, model: Any, image: Image.Image) -> dict[str, torch.Tensor]:
+    """What the processor would produce for (whole image, question), built offline.
+
+    The real tokenizers cannot be downloaded, so ids are drawn at random, but the image
+    goes through the real image processor (PIL backend) and the image-token count,
+    token types and layout are the processor's.
+    """
+    config = model.config
+    rng = np.random.default_rng(0)
+    vocab = config.text_config.vocab_size
+    image = limit_pixels(image, DEFAULT_MAX_IMAGE_PIXELS)
+    if name.startswith("qwen"):
+        from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+        vision = config.vision_config
+        qwen_processor = Qwen2VLImageProcessorPil(
+            patch_size=vision.patch_size,
+            merge_size=vision.spatial_merge_size,
+            temporal_patch_size=vision.temporal_patch_size,
+            max_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        )
+        pixels = qwen_processor(images=[image], return_tensors="pt")
+        grid = pixels["image_grid_thw"]
+        n_image = int(grid.prod()) // vision.spatial_merge_size**2
+        ids = (
+            _text_ids(5, vocab, rng)
+            + [config.vision_start_token_id]
+            + [config.image_token_id] * n_image
+            + [config.vision_end_token_id]
+            + _text_ids(QUESTION_TOKENS, vocab, rng)
+        )
+        types = [1 if t == config.image_token_id else 0 for t in ids]
+        return {
+            "input_ids": torch.tensor([ids]),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            "mm_token_type_ids": torch.tensor([types]),
+            "pixel_values": pixels["pixel_values"],
+            "image_grid_thw": grid,
+        }
+    from transformers.models.clip import CLIPImageProcessorPil
+
+    side = config.vision_config.image_size
+    processor = CLIPImageProcessorPil(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+    )
+    pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+    n_image = (side // config.vision_config.patch_size) ** 2  # "default": CLS dropped
+    ids = (
+        [1]
+        + _text_ids(4, vocab, rng)
+        + [config.image_token_id] * n_image
+        + _text_ids(QUESTION_TOKENS, vocab, rng)
+    )
+    return {
+        "input_ids": torch.tensor([ids]),
+        "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+        "pixel_values": pixels,
+    }
+
+
+def bench_vqa(
+    model: Any, inputs: dict[str, torch.Tensor], device: torch.device, repeats: int
+) -> dict[str, Any]:
+    dtype = next(model.parameters()).dtype
+    moved = {
+        k: v.to(device, dtype) if k == "pixel_values" else v.to(device) for k, v in inputs.items()
+    }
+
+    def prefill() -> None:
+        with torch.inference_mode():
+            model(**moved, use_cache=True, logits_to_keep=1)
+
+    def generate() -> None:
+        with torch.inference_mode():
+            model.generate(
+                **moved,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
+
+    prefill_s = statistics.median(timed(prefill, device, repeats))
+    generate_s = statistics.median(timed(generate, device, max(1, repeats // 2), warmup=1))
+    decode_s = max(0.0, generate_s - prefill_s)
+    return {
+        "prompt_tokens": int(inputs["input_ids"].shape[1]),
+        "prefill_ms": round(prefill_s * 1000, 2),
+        "generate_32_ms": round(generate_s * 1000, 2),
+        "decode_32_ms": round(decode_s * 1000, 2),
+        "decode_ms_per_token": round(decode_s * 1000 / (NEW_TOKENS - 1), 2),
+    }
+
+
+# -- main ---------------------------------------------------------------------------------------
+def _gib(n: int) -> float:
+    return round(n / 2**30, 3)
+
+
+def _params(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="cuda (default when available) or cpu")
+    parser.add_argument("--dtype", default=None, help="default: bf16 on CUDA, fp32 on CPU")
+    parser.add_argument(
+        "--vqa", default="qwen2.5-vl-7b", choices=["qwen2.5-vl-7b", "llava-1.5-7b", "both"]
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true", help="shrunken configs (smoke test)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    torch.manual_seed(0)
+    image = benchmark_image()
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "dtype": dtype_name(dtype),
+        "tiny": args.tiny,
+        "image": list(IMAGE_SIZE),
+        "weights": "random (real architectures from benchmarks/configs)",
+    }
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        owl = OwlSearchModel(
+            str(build_owl(Path(tmp) / "owlv2", args.tiny)), device=str(device), dtype=args.dtype
+        )
+        owl.ensure_loaded()
+        report["search_model"] = {
+            "name": "owlv2-base-patch16-ensemble",
+            "input_size": owl.input_size,
+            "parameters_m": round(_params(owl._model) / 1e6, 1),
+            "batches": bench_owl(owl, image, args.repeats),
+        }
+        names = ["qwen2.5-vl-7b", "llava-1.5-7b"] if args.vqa == "both" else [args.vqa]
+        report["vqa_models"] = []
+        for name in names:
+            model = build_vqa(name, args.tiny, device, dtype)
+            entry = {
+                "name": name,
+                "parameters_b": round(_params(model) / 1e9, 3),
+                **bench_vqa(model, vqa_inputs(name, model, image), device, args.repeats),
+            }
+            if device.type == "cuda":
+                entry["memory_allocated_gib_with_search_model"] = _gib(
+                    torch.cuda.memory_allocated(device)
+                )
+                entry["peak_gib_with_search_model"] = _gib(torch.cuda.max_memory_allocated(device))
+                # Both models resident and exercised: a search batch after VQA decoding.
+                owl.predict(search_views(image, owl.input_size, 16), ["red cup", "table"])
+                entry["peak_gib_with_search_model"] = _gib(torch.cuda.max_memory_allocated(device))
+            report["vqa_models"].append(entry)
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+                torch.cuda.max_memory_allocated(device)
+    print_table(report)
+    out = args.out or RESULTS / (f"gpu_latency{'_tiny' if args.tiny else ''}_{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(
+        f"device: {report['device']}  dtype: {report['dtype']}  tiny: {report['tiny']}  "
+        f"image: {report['image'][0]}x{report['image'][1]}  weights: random"
+    )
+    search = report["search_model"]
+    print(
+        f"\nsearch model {search['name']} ({search['parameters_m']}M params, "
+        f"{search['input_size']} px views), 2 phrases"
+    )
+    print(f"{'batch':>6} {'latency ms':>11} {'min ms':>9} {'patches/s':>10}")
+    for row in search["batches"]:
+        print(
+            f"{row['batch']:>6} {row['latency_ms']:>11.2f} {row['min_ms']:>9.2f} "
+            f"{row['patches_per_s']:>10.2f}"
+        )
+    print(
+        f"\n{'VQA model':<16} {'params B':>8} {'prompt tok':>10} {'prefill ms':>11} "
+        f"{'decode 32 ms':>13} {'ms/token':>9} {'peak GiB*':>10}"
+    )
+    for row in report["vqa_models"]:
+        peak = row.get("peak_gib_with_search_model")
+        print(
+            f"{row['name']:<16} {row['parameters_b']:>8.3f} {row['prompt_tokens']:>10} "
+            f"{row['prefill_ms']:>11.2f} {row['decode_32_ms']:>13.2f} "
+            f"{row['decode_ms_per_token']:>9.2f} {peak if peak is not None else 'n/a':>10}"
+        )
+    print("* peak GPU memory with the search model and this VQA model loaded and run together")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Assemble the SEAL graph.
+
+::
+
+    START -> prepare -> list_targets -> search x N (Send) -> answer -> END
+                  \\              \\___________ no targets ___/^
+                   \\__ explicit targets: straight to the searches (or the answer)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.channels.ephemeral_value import EphemeralValue
+from langgraph.constants import END, START
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from seal_agent.graph.configuration import SealConfig
+from seal_agent.graph.nodes import Lazy, SealNodes
+from seal_agent.graph.state import SealInput, SealOutput, SealState
+from seal_agent.imaging.loading import to_image_ref
+from seal_agent.search import SearchModel
+
+
+class _ImageReferencingInput(EphemeralValue):
+    """The graph's input channel, which turns the caller's image into an ``ImageRef``.
+
+    LangGraph stores the raw input in the run's first checkpoint (the ``__start__``
+    channel) before any node or reducer runs, so converting in a node or a reducer would
+    still checkpoint the pixels. Converting here, as the input is written, keeps every
+    checkpoint pixel-free; in-memory images are spilled to the cache directory once.
+    """
+
+    __slots__ = ("coerce",)
+
+    def __init__(
+        self, typ: Any, guard: bool = True, coerce: Callable[[Any], Any] | None = None
+    ) -> None:
+        super().__init__(typ, guard)
+        self.coerce = coerce
+
+    def copy(self) -> _ImageReferencingInput:
+        empty = super().copy()
+        empty.coerce = self.coerce
+        return empty
+
+    def from_checkpoint(self, checkpoint: Any) -> _ImageReferencingInput:
+        empty = super().from_checkpoint(checkpoint)
+        empty.coerce = self.coerce
+        return empty
+
+    def update(self, values: Sequence[Any]) -> bool:
+        if self.coerce is not None and values:
+            values = [self.coerce(v) for v in values]
+        return super().update(values)
+
+
+def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
+    def coerce(value: Any) -> Any:
+        if not isinstance(value, dict) or "image" not in value:
+            return value
+        ref = to_image_ref(
+            value["image"], max_pixels=config.max_image_pixels, cache_dir=config.cache_dir
+        )
+        # A new question in a reused thread must not inherit the last run's targets or
+        # options: absent keys are written as None.
+        return {"targets": None, "options": None, **value, "image": ref}
+
+    return coerce
+
+
+def build_graph(
+    vqa_model: BaseChatModel | Lazy[BaseChatModel],
+    search_model: SearchModel | Lazy[SearchModel],
+    config: SealConfig | None = None,
+    *,
+    checkpointer: Checkpointer = None,
+    interrupt_before: list[str] | None = None,
+    interrupt_after: list[str] | None = None,
+    name: str = "seal",
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The SEAL graph over a VQA chat model and a search model.
+
+    ``vqa_model``: any LangChain chat model that accepts standard image content blocks.
+    ``search_model``: anything implementing ``SearchModel``. Per-call settings: pass
+    ``context=SealConfig(...)`` (or a partial dict) to ``invoke``/``stream``.
+    """
+    if config is None:
+        config = SealConfig()
+    elif not isinstance(config, SealConfig):
+        raise TypeError(f"config must be a SealConfig, got {type(config).__name__}")
+    nodes = SealNodes(vqa_model, search_model, config)
+    builder = StateGraph(
+        SealState,
+        context_schema=SealConfig,
+        input_schema=SealInput,
+        output_schema=SealOutput,
+    )
+    builder.add_node("prepare", nodes.prepare)  # type: ignore[call-overload]
+    builder.add_node("list_targets", nodes.list_targets)  # type: ignore[call-overload]
+    builder.add_node("search", nodes.search)  # type: ignore[call-overload]
+    builder.add_node("answer", nodes.answer)  # type: ignore[call-overload]
+    builder.add_edge(START, "prepare")
+    builder.add_conditional_edges(
+        "prepare", nodes.route_after_prepare, ["list_targets", "search", "answer"]
+    )
+    builder.add_conditional_edges("list_targets", nodes.route_to_search, ["search", "answer"])
+    builder.add_edge("search", "answer")
+    builder.add_edge("answer", END)
+    graph = builder.compile(
+        checkpointer=checkpointer,
+        interrupt_before=interrupt_before,
+        interrupt_after=interrupt_after,
+        name=name,
+    )
+    start = graph.channels[START]
+    assert isinstance(start, EphemeralValue)
+    graph.channels[START] = _ImageReferencingInput(start.typ, start.guard, _input_coercer(config))
+    return graph
+
+
+def build_default_graph(config: SealConfig | None = None) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The graph over the default real models (OWLv2 search, a transformers VQA model).
+
+    The models are built on first use, not here: importing or building the graph never
+    loads weights.
+    """
+
+    def vqa() -> BaseChatModel:
+        from seal_agent.models import TransformersChatModel
+
+        return TransformersChatModel()
+
+    def searcher() -> SearchModel:
+        from seal_agent.models import OwlSearchModel
+
+        return OwlSearchModel()
+
+    return build_graph(
+        Lazy(vqa, "TransformersChatModel()"), Lazy(searcher, "OwlSearchModel()"), config
+    )
+
+
+__all__ = ["build_default_graph", "build_graph"]

@@ -1,0 +1,516 @@
+"""The graph's nodes: prepare, list_targets, search (one branch per target), answer.
+
+Nodes are plain synchronous functions: LangGraph runs them in worker threads, both for
+parallel branches and under ``ainvoke``/``astream``, so a CPU/GPU-bound search never
+blocks an event loop. Pixels never enter the state; every node gets the decoded image
+from the process-level cache through the state's ``ImageRef``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite, Send
+
+from seal_agent.errors import (
+    ChatModelError,
+    InvalidImageError,
+    InvalidQuestionError,
+    SealError,
+    SearchModelError,
+)
+from seal_agent.graph import prompts
+from seal_agent.graph.configuration import SealConfig, resolve_config
+from seal_agent.graph.parsing import (
+    TargetListing,
+    normalise_targets,
+    parse_context_cue,
+    parse_option_choice,
+    parse_target_listing,
+)
+from seal_agent.graph.state import Event, SealState, SearchTask, StepRecord, TargetOutcome
+from seal_agent.imaging.geometry import Box, crop_box_around
+from seal_agent.imaging.loading import (
+    ImageRef,
+    encode_image,
+    encoded_global_view,
+    load_image,
+)
+from seal_agent.imaging.pyramid import ImagePyramid
+from seal_agent.search import SearchModel, SearchResult, TraceStep, VStarSearch
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A model built on first use (the default graph must not load weights at import)."""
+
+    def __init__(self, factory: Callable[[], T], description: str) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._lock = threading.Lock()
+        self.description = description
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Lazy({self.description})"
+
+
+def resolve(model: T | Lazy[T]) -> T:
+    return model.get() if isinstance(model, Lazy) else model
+
+
+def model_name(model: object) -> str:
+    """A readable name for error messages: the provider's model id where there is one."""
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return f"{type(model).__name__}({value})"
+    return type(model).__name__
+
+
+def image_block(base64_data: str, image_format: str) -> dict[str, Any]:
+    """A LangChain standard (v1) image content block, accepted by every provider package."""
+    return {"type": "image", "base64": base64_data, "mime_type": f"image/{image_format}"}
+
+
+def _emitter() -> Callable[[Event], None]:
+    """The node's stream writer, callable from any thread the search may use."""
+    writer = get_stream_writer()
+    context = contextvars.copy_context()
+    owner = threading.get_ident()
+
+    def emit(event: Event) -> None:
+        if threading.get_ident() == owner:
+            writer(event)
+        else:  # LangGraph's writer reads the run's config from context variables
+            context.copy().run(writer, event)
+
+    return emit
+
+
+def _round(value: float | None, ndigits: int = 4) -> float | None:
+    return None if value is None else round(float(value), ndigits)
+
+
+def _box_list(box: Sequence[float] | None) -> list[float] | None:
+    return None if box is None else [round(float(v), 2) for v in box]
+
+
+def step_record(step: TraceStep) -> StepRecord:
+    return StepRecord(
+        index=step.index,
+        parent=step.parent,
+        patch=_box_list(step.patch) or [],
+        level=step.level,
+        priority=_round(step.priority, 6),
+        best_score=_round(step.best_score),
+        cue=step.cue,
+        kind=step.kind,
+    )
+
+
+def outcome_from_result(result: SearchResult) -> TargetOutcome:
+    return TargetOutcome(
+        target=result.target,
+        found=result.found,
+        box=_box_list(result.box),
+        confidence=_round(result.confidence),
+        instances=[
+            {"box": _box_list(inst.box), "score": _round(inst.score)} for inst in result.instances
+        ],
+        stop_reason=result.stop_reason,
+        message=result.message,
+        patches_scored=result.patches_scored,
+        forward_passes=result.forward_passes,
+        elapsed_s=round(result.elapsed_s, 4),
+        context_phrase=next((s.context_phrase for s in result.trace if s.context_phrase), None),
+        trace=[step_record(s) for s in result.trace],
+    )
+
+
+class SealNodes:
+    """The nodes of one graph, bound to its models and build-time settings."""
+
+    def __init__(
+        self,
+        vqa_model: BaseChatModel | Lazy[BaseChatModel],
+        search_model: SearchModel | Lazy[SearchModel],
+        config: SealConfig,
+    ) -> None:
+        self.vqa_model = vqa_model
+        self.search_model = search_model
+        self.config = config
+
+    # -- helpers -------------------------------------------------------------------------
+    def settings(self, runtime: Runtime[SealConfig] | None, config: RunnableConfig) -> SealConfig:
+        context = runtime.context if runtime is not None else None
+        return resolve_config(self.config, context, (config or {}).get("configurable"))
+
+    @staticmethod
+    def _image(ref: ImageRef, settings: SealConfig) -> tuple[ImageRef, ImagePyramid]:
+        return load_image(
+            ref,
+            max_pixels=settings.max_image_pixels,
+            allow_urls=settings.allow_urls,
+            cache_dir=settings.cache_dir,
+            url_timeout_s=settings.url_timeout_s,
+        )
+
+    @staticmethod
+    def _global_block(ref: ImageRef, pyramid: ImagePyramid, settings: SealConfig) -> dict:
+        data = encoded_global_view(ref, pyramid, settings.vqa_image_max_side, settings.image_format)
+        return image_block(data, settings.image_format)
+
+    def _chat(self, messages: list[BaseMessage], doing: str) -> str:
+        """The chat model's reply text; any failure becomes a ``ChatModelError``."""
+        model = resolve(self.vqa_model)
+        try:
+            reply = model.invoke(messages)
+        except SealError:
+            raise
+        except Exception as exc:
+            raise ChatModelError(
+                f"the VQA chat model {model_name(model)} failed while {doing}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(reply, BaseMessage):
+            raise ChatModelError(
+                f"the VQA chat model {model_name(model)} returned a {type(reply).__name__} "
+                f"instead of a message while {doing}"
+            )
+        return reply.text
+
+    def _structured_listing(self, messages: list[BaseMessage]) -> TargetListing | None:
+        """The listing via ``with_structured_output``; None where unsupported or unreadable."""
+        model = resolve(self.vqa_model)
+        try:
+            structured = model.with_structured_output(TargetListing, include_raw=True)
+        except (NotImplementedError, AttributeError, TypeError, ValueError):
+            return None
+        instruction = SystemMessage(prompts.STRUCTURED_LISTING_INSTRUCTION)
+        try:
+            out = structured.invoke([*messages, instruction])
+        except Exception:  # a provider refusing tools with images: the text path decides
+            return None
+        parsed = out.get("parsed") if isinstance(out, dict) else out
+        return parsed if isinstance(parsed, TargetListing) else None
+
+    # -- nodes ---------------------------------------------------------------------------
+    def prepare(
+        self, state: SealState, config: RunnableConfig, runtime: Runtime[SealConfig]
+    ) -> dict[str, Any]:
+        """Validate the question and options, decode the image once, start a fresh VWM."""
+        settings = self.settings(runtime, config)
+        question = state.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidQuestionError(
+                f"the question must be a non-empty string, got {question!r:.60}"
+            )
+        options = state.get("options")
+        if options is not None:
+            if (
+                not isinstance(options, list | tuple)
+                or not 2 <= len(options) <= 26
+                or not all(isinstance(o, str) and o.strip() for o in options)
+            ):
+                raise InvalidQuestionError(
+                    "options must be a list of 2 to 26 non-empty strings (shown as letters)"
+                )
+            options = [o.strip() for o in options]
+        image = state.get("image")
+        if image is None:
+            raise InvalidImageError("the input has no 'image'")
+        ref, _ = self._image(image, settings)
+        update: dict[str, Any] = {
+            "image": ref,
+            "question": question.strip(),
+            "options": options,
+            "direct_answer": None,
+            "searches": Overwrite({}),
+            "warnings": Overwrite([]),
+        }
+        emit = _emitter()
+        events: list[Event] = [
+            {"event": "image_loaded", "width": ref.get("width"), "height": ref.get("height")}
+        ]
+        explicit = state.get("targets")
+        if explicit is not None:
+            if not isinstance(explicit, list | tuple):
+                raise InvalidQuestionError("targets must be a list of object names")
+            targets = normalise_targets(explicit, settings.max_targets)
+            update |= {"targets": targets, "target_source": "input"}
+            events.append({"event": "targets_given", "targets": targets})
+        else:
+            update |= {"targets": None, "target_source": "none"}
+        for event in events:
+            emit(event)
+        update["events"] = Overwrite(events)
+        return update
+
+    def list_targets(
+        self, state: SealState, config: RunnableConfig, runtime: Runtime[SealConfig]
+    ) -> dict[str, Any]:
+        """Ask the VQA model to answer from the global image, or to name what is missing."""
+        settings = self.settings(runtime, config)
+        ref, pyramid = self._image(state["image"], settings)
+        messages: list[BaseMessage] = [
+            SystemMessage(prompts.LISTING_SYSTEM_PROMPT.format(max_targets=settings.max_targets)),
+            HumanMessage(
+                content=[
+                    self._global_block(ref, pyramid, settings),
+                    {"type": "text", "text": state["question"]},
+                ]
+            ),
+        ]
+        listing = self._structured_listing(messages) if settings.structured_listing else None
+        reply = None
+        if listing is None:
+            reply = self._chat(messages, "listing the objects to search for")
+            listing = parse_target_listing(reply)
+        warnings: list[str] = []
+        targets: list[str] = []
+        direct_answer = None
+        if listing is None:
+            warnings.append(
+                f"could not read a target list from the VQA model's reply {reply!r:.120}; "
+                "answering from the global image without a search"
+            )
+        elif listing.missing_objects:
+            targets = normalise_targets(listing.missing_objects, settings.max_targets)
+            if not targets:
+                warnings.append(
+                    f"the VQA model named no usable objects ({listing.missing_objects!r:.120}); "
+                    "answering from the global image without a search"
+                )
+        elif listing.answer and listing.answer.strip():
+            direct_answer = listing.answer.strip()
+        else:
+            warnings.append("the VQA model gave neither an answer nor a target list")
+        event: Event = {"event": "targets_listed", "targets": targets}
+        if direct_answer is not None:
+            event["direct_answer"] = direct_answer
+        if warnings:
+            event["warning"] = warnings[0]
+        _emitter()(event)
+        return {
+            "targets": targets,
+            "target_source": "listing",
+            "direct_answer": direct_answer,
+            "warnings": warnings,
+            "events": [event],
+        }
+
+    def search(
+        self, task: SearchTask, config: RunnableConfig, runtime: Runtime[SealConfig]
+    ) -> dict[str, Any]:
+        """V* search for one target (one branch of the fan-out)."""
+        settings = self.settings(runtime, config)
+        target = task["target"]
+        ref, pyramid = self._image(task["image"], settings)
+        emit = _emitter()
+        emit({"event": "search_started", "target": target})
+
+        def on_step(step: TraceStep) -> None:
+            emit(
+                {
+                    "event": "search_step",
+                    "target": target,
+                    "step": step.index,
+                    "patch": _box_list(step.patch),
+                    "level": step.level,
+                    "priority": _round(step.priority, 6),
+                    "score": _round(step.best_score),
+                    "cue": step.cue,
+                    "kind": step.kind,
+                }
+            )
+
+        cue = self._context_cue(ref, pyramid, settings, emit) if settings.context_cue else None
+        engine = VStarSearch(resolve(self.search_model), settings.search)
+        result = engine.search(pyramid, target, context_cue=cue, on_step=on_step)
+        if result.stop_reason == "model_error" and settings.raise_on_search_error:
+            raise SearchModelError(f"the search for {target!r} failed: {result.message}")
+        outcome = outcome_from_result(result)
+        event: Event = {
+            "event": "target_found" if outcome["found"] else "target_not_found",
+            "target": target,
+            "box": outcome["box"],
+            "confidence": outcome["confidence"],
+            "patches_scored": outcome["patches_scored"],
+            "stop_reason": outcome["stop_reason"],
+        }
+        emit(event)
+        return {"searches": {target: outcome}, "events": [event]}
+
+    def _context_cue(
+        self,
+        ref: ImageRef,
+        pyramid: ImagePyramid,
+        settings: SealConfig,
+        emit: Callable[[Event], None],
+    ) -> Callable[[str], str | None]:
+        """The search's contextual cue: asks the VQA model where the target usually is."""
+
+        def ask(target: str) -> str | None:
+            question = prompts.CONTEXT_CUE_QUESTION.format(target=target)
+            message = HumanMessage(
+                content=[
+                    self._global_block(ref, pyramid, settings),
+                    {"type": "text", "text": question},
+                ]
+            )
+            reply = self._chat([message], f"asking where the {target} usually is")
+            phrase = parse_context_cue(reply, target)
+            emit({"event": "context_cue", "target": target, "phrase": phrase, "reply": reply})
+            return phrase
+
+        return ask
+
+    def answer(
+        self, state: SealState, config: RunnableConfig, runtime: Runtime[SealConfig]
+    ) -> dict[str, Any]:
+        """Answer from the VWM: global image, found targets' crops and locations."""
+        settings = self.settings(runtime, config)
+        options = state.get("options")
+        targets = state.get("targets") or []
+        direct = state.get("direct_answer")
+        warnings: list[str] = []
+        choice: int | None = None
+        if direct and not options and not targets:
+            reply = direct
+        elif options and self._scores_options(settings):
+            messages: list[BaseMessage] = [
+                HumanMessage(content=self._vwm_content(state, settings, targets, None))
+            ]
+            choice = self._pick_by_likelihood(messages, options)
+            reply = options[choice]
+        else:
+            content = self._vwm_content(state, settings, targets, options)
+            reply = self._chat([HumanMessage(content=content)], "answering the question").strip()
+            if not reply:
+                raise ChatModelError(
+                    f"the VQA chat model {model_name(resolve(self.vqa_model))} returned an "
+                    "empty answer"
+                )
+            choice = parse_option_choice(reply, options) if options else None
+            if options and choice is None:
+                warnings.append(f"could not read an option letter from the answer {reply!r:.120}")
+        event: Event = {"event": "answered", "answer": reply, "choice": choice}
+        _emitter()(event)
+        return {"answer": reply, "choice": choice, "warnings": warnings, "events": [event]}
+
+    def _scores_options(self, settings: SealConfig) -> bool:
+        if settings.option_scoring == "generate":
+            return False
+        can = callable(getattr(resolve(self.vqa_model), "score_options", None))
+        if settings.option_scoring == "likelihood" and not can:
+            raise ChatModelError(
+                f"option_scoring='likelihood' needs a chat model with score_options(messages, "
+                f"options); {model_name(resolve(self.vqa_model))} has none"
+            )
+        return can
+
+    def _pick_by_likelihood(self, messages: list[BaseMessage], options: list[str]) -> int:
+        model = resolve(self.vqa_model)
+        try:
+            losses = [float(v) for v in model.score_options(messages, options)]  # type: ignore[attr-defined]
+        except SealError:
+            raise
+        except Exception as exc:
+            raise ChatModelError(
+                f"the VQA chat model {model_name(model)} failed while scoring the options: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if len(losses) != len(options) or any(v != v for v in losses):
+            raise ChatModelError(
+                f"the VQA chat model {model_name(model)} returned {len(losses)} option scores "
+                f"for {len(options)} options (or NaN)"
+            )
+        return min(range(len(options)), key=lambda i: losses[i])
+
+    def _vwm_content(
+        self,
+        state: SealState,
+        settings: SealConfig,
+        targets: list[str],
+        options: list[str] | None,
+    ) -> list[str | dict[Any, Any]]:
+        """The final prompt's content blocks: the VWM, the question, the options if any."""
+        ref, pyramid = self._image(state["image"], settings)
+        searches = state.get("searches") or {}
+        located: list[tuple[str, Box]] = []
+        absent: list[str] = []
+        unlocated: list[tuple[str, str]] = []
+        for target in targets:
+            outcome = searches.get(target)
+            if outcome is None:
+                unlocated.append((target, "it was not searched"))
+            elif outcome["found"] and outcome["box"] is not None:
+                boxes = [i["box"] for i in outcome["instances"]] or [outcome["box"]]
+                located.extend((target, Box(*b)) for b in boxes[:3])
+            elif outcome["stop_reason"] in ("budget", "deadline", "model_error"):
+                unlocated.append((target, outcome["message"]))
+            else:
+                absent.append(target)
+        content: list[str | dict[Any, Any]] = []
+        if located:
+            content.append({"type": "text", "text": prompts.CROPS_CAPTION})
+        content.append(self._global_block(ref, pyramid, settings))
+        for _, box in located:
+            content.append(image_block(self._crop(pyramid, box, settings), settings.image_format))
+        text = prompts.answer_text(
+            state["question"],
+            located=located,
+            absent=absent,
+            unlocated=unlocated,
+            width=pyramid.width,
+            height=pyramid.height,
+            options=options,
+        )
+        content.append({"type": "text", "text": text})
+        return content
+
+    @staticmethod
+    def _crop(pyramid: ImagePyramid, box: Box, settings: SealConfig) -> str:
+        """The VWM crop (``crop_scale`` x the box), cut on demand and encoded."""
+        region = crop_box_around(box, pyramid.width, pyramid.height, settings.crop_scale)
+        if region.is_empty:
+            region = Box(*box).round_out().clip(pyramid.width, pyramid.height)
+        if max(region.width, region.height) > settings.vqa_image_max_side:
+            crop, _ = pyramid.view(region, settings.vqa_image_max_side)
+        else:
+            crop = pyramid.crop(region)
+        return encode_image(crop, settings.image_format)
+
+    # -- routing -------------------------------------------------------------------------
+    @staticmethod
+    def route_after_prepare(state: SealState) -> str | list[Send]:
+        if state.get("target_source") == "input":
+            return SealNodes.route_to_search(state)
+        return "list_targets"
+
+    @staticmethod
+    def route_to_search(state: SealState) -> str | list[Send]:
+        targets = state.get("targets") or []
+        if not targets:
+            return "answer"
+        image = state["image"]
+        return [Send("search", SearchTask(target=t, image=image)) for t in targets]
+
+
+__all__ = ["Lazy", "SealNodes", "image_block", "model_name", "outcome_from_result", "resolve"]

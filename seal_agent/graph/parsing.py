@@ -1,0 +1,150 @@
+"""Reading a chat model's free text: target lists, context cues and option choices.
+
+Every parser returns ``None`` (or an empty result) for text it cannot read, and never
+raises on odd input: what an unreadable answer means is the node's decision.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel, Field
+
+from seal_agent.graph.prompts import option_letters
+
+
+class TargetListing(BaseModel):
+    """The listing step's verdict: a direct answer, or the objects to search for.
+
+    Also the schema asked for with ``with_structured_output``.
+    """
+
+    answer: str | None = Field(
+        None, description="the answer, when the question can be answered from the image"
+    )
+    missing_objects: list[str] = Field(
+        default_factory=list,
+        description="short noun phrases of the objects too small, unclear or not visible",
+    )
+
+
+_MISSING_MARKER = re.compile(r"missing\s+or\s+unclear\s*:?", re.I)
+_CANNOT_ANSWER = re.compile(r"\b(?:can\s*not|cannot|can't|unable to)\s+answer\b", re.I)
+_SPLIT = re.compile(r"\s*(?:,|;|\n|\band\b|&)\s*", re.I)
+_BULLET = re.compile(r"^(?:[-*\u2022]+|\d+[.)]|\(\d+\))\s*")
+_ARTICLE = re.compile(r"^(?:the|a|an|some|any)\s+", re.I)
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019*_"
+_NOT_A_TARGET = {"a", "an", "the", "some", "any", "none", "nothing", "n/a", "object", "objects"}
+
+
+def clean_phrase(text: str) -> str:
+    """A target phrase without bullets, quotes, articles or trailing punctuation."""
+    phrase = _BULLET.sub("", text.strip())
+    phrase = phrase.strip().strip(_QUOTES).strip()
+    phrase = phrase.rstrip(".!?:").strip().strip(_QUOTES).strip()
+    phrase = _ARTICLE.sub("", phrase)
+    return re.sub(r"\s+", " ", phrase)
+
+
+def normalise_targets(targets: Iterable[str], max_targets: int) -> list[str]:
+    """Clean, drop empties and duplicates (case-insensitive, first kept), cap the count."""
+    seen: set[str] = set()
+    result: list[str] = []
+    for raw in targets:
+        if not isinstance(raw, str):
+            continue
+        phrase = clean_phrase(raw)
+        key = phrase.lower()
+        if not phrase or key in seen or key in _NOT_A_TARGET or len(phrase) > 100:
+            continue
+        seen.add(key)
+        result.append(phrase)
+        if len(result) >= max_targets:
+            break
+    return result
+
+
+def parse_target_listing(text: object) -> TargetListing | None:
+    """Read the listing step's free text.
+
+    Understands the reference's exact reply (``Sorry, I can not answer the question.
+    Some visual information about the following objects is missing or unclear: a, b.``)
+    and looser variants (bullets, "and", quotes). Text without the missing-objects
+    marker is a direct answer. Returns ``None`` when the text is empty or says it cannot
+    answer without naming anything to search for.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    marker = _MISSING_MARKER.search(text)
+    if marker is not None:
+        tail = text[marker.end() :].strip()
+        # The list ends at the first blank line (a model may add an explanation).
+        tail = re.split(r"\n\s*\n", tail, maxsplit=1)[0]
+        objects = [p for p in (clean_phrase(s) for s in _SPLIT.split(tail)) if p]
+        return TargetListing(missing_objects=objects) if objects else None
+    if _CANNOT_ANSWER.search(text) and len(text) < 200:
+        return None
+    return TargetListing(answer=text.strip())
+
+
+_LOCATION_PREPOSITION = re.compile(
+    r"\b(?:on|in|inside|near|under|underneath|beneath|at|beside|by|next to|behind|above|"
+    r"below|atop|within|along|against|around)\s+(?:the|a|an|some|this|that)?\s*"
+    r"(?P<phrase>[a-z][a-z\- ]*?)(?=\s*(?:[.,;:!?)]|$|\b(?:of|in|on|near|where|which|that|"
+    r"because|since|as|or|and|with)\b))",
+    re.I,
+)
+_FILLER = {"image", "picture", "photo", "scene", "frame", "top", "middle", "center", "left"}
+
+
+def parse_context_cue(text: object, target: str) -> str | None:
+    """The noun phrase naming where ``target`` usually is ("The star is on the table." ->
+    "table"), or ``None`` when the answer names no place other than the target itself.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    target_key = clean_phrase(target).lower()
+    for match in _LOCATION_PREPOSITION.finditer(text):
+        phrase = clean_phrase(match.group("phrase"))
+        words = phrase.lower().split()
+        if not words or phrase.lower() == target_key or words[-1] in _FILLER:
+            continue
+        return " ".join(phrase.split()[-3:])
+    return None
+
+
+_LETTER_PATTERNS = (
+    re.compile(r"^\s*\(?([A-Z])\)?\s*(?:[.:)\-]|$)"),  # "B", "(B)", "B.", "B) text"
+    re.compile(r"\b(?i:answer|option|choice)\s*(?i:is|:)?\s*\(?([A-Z])\)?(?![A-Za-z])"),
+)
+
+
+def parse_option_choice(text: object, options: Sequence[str]) -> int | None:
+    """Index of the option a reply chose: by its letter ("B", "(B)", "Answer: B") or,
+    failing that, by quoting exactly one option's text. ``None`` when unclear.
+    """
+    if not isinstance(text, str) or not text.strip() or not options:
+        return None
+    letters = option_letters(len(options))
+    reply = text.strip()
+    for pattern in _LETTER_PATTERNS:
+        match = pattern.search(reply)
+        if match and match.group(1).upper() in letters:
+            return letters.index(match.group(1).upper())
+    lowered = reply.lower().rstrip(".")
+    exact = [i for i, o in enumerate(options) if o.lower().rstrip(".") == lowered]
+    if len(exact) == 1:
+        return exact[0]
+    quoted = [i for i, o in enumerate(options) if o.lower().rstrip(".") in lowered]
+    return quoted[0] if len(quoted) == 1 else None
+
+
+__all__ = [
+    "TargetListing",
+    "clean_phrase",
+    "normalise_targets",
+    "parse_context_cue",
+    "parse_option_choice",
+    "parse_target_listing",
+]

@@ -1,0 +1,127 @@
+"""The graph state: SEAL's visual working memory (VWM), checkpointer-safe.
+
+Everything here is plain JSON-like data (dicts, lists, strings, numbers): boxes are
+``[x1, y1, x2, y2]`` lists in original-image pixels, the image is an ``ImageRef`` (a file
+reference and its size, never pixels). Any LangGraph checkpointer can store it, and a
+resumed run in another process reads it back unchanged.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
+
+from seal_agent.imaging.loading import ImageInput, ImageRef
+
+
+class StepRecord(TypedDict):
+    """One visited patch of a search (a compact ``TraceStep``)."""
+
+    index: int
+    parent: int | None
+    patch: list[float]
+    level: int
+    priority: float | None
+    best_score: float | None
+    cue: str
+    kind: str | None  # root / split / zoom / tile
+
+
+class TargetOutcome(TypedDict):
+    """What the search for one target produced."""
+
+    target: str
+    found: bool
+    box: list[float] | None  # original-image pixels; the fallback box when not found
+    confidence: float | None
+    instances: list[dict[str, Any]]  # {"box": [...], "score": float}, several at the root
+    stop_reason: str
+    message: str
+    patches_scored: int
+    forward_passes: int
+    elapsed_s: float
+    context_phrase: str | None
+    trace: list[StepRecord]
+
+
+#: A compact entry of the run's trace: ``{"event": "targets_listed", "targets": [...]}``.
+#: The same events are streamed live (``stream_mode="custom"``), with every search step.
+Event = dict[str, Any]
+
+
+def merge_outcomes(
+    current: dict[str, TargetOutcome] | None, update: dict[str, TargetOutcome] | None
+) -> dict[str, TargetOutcome]:
+    """Reducer of the per-target outcomes written by parallel search branches."""
+    merged = dict(current or {})
+    merged.update(update or {})
+    return merged
+
+
+class SealInput(TypedDict):
+    """What a caller passes to ``graph.invoke``.
+
+    ``image``: a file path, ``pathlib.Path``, PIL image, raw bytes, base64 data URL, or
+    an http(s) URL (when ``SealConfig.allow_urls``). It is turned into an ``ImageRef``
+    as it enters the graph, before the first checkpoint. ``targets``: search for these
+    objects and skip the listing step (``[]`` answers from the global image alone).
+    """
+
+    image: ImageInput | ImageRef
+    question: str
+    options: NotRequired[list[str] | None]
+    targets: NotRequired[list[str] | None]
+
+
+class SealState(TypedDict):
+    """The VWM plus the run's bookkeeping."""
+
+    image: ImageRef
+    question: str
+    options: NotRequired[list[str] | None]
+    #: The objects to search for: given by the caller, or listed by the VQA model.
+    targets: NotRequired[list[str] | None]
+    #: How ``targets`` came to be.
+    target_source: NotRequired[Literal["input", "listing", "none"]]
+    #: The VQA model's direct answer when the listing step needed no search.
+    direct_answer: NotRequired[str | None]
+    searches: NotRequired[Annotated[dict[str, TargetOutcome], merge_outcomes]]
+    answer: NotRequired[str]
+    #: Index into ``options`` of the option the answer chose (None: none recognised).
+    choice: NotRequired[int | None]
+    warnings: NotRequired[Annotated[list[str], operator.add]]
+    events: NotRequired[Annotated[list[Event], operator.add]]
+
+
+class SealOutput(TypedDict):
+    """What ``graph.invoke`` returns."""
+
+    image: ImageRef
+    question: str
+    options: NotRequired[list[str] | None]
+    targets: NotRequired[list[str] | None]
+    target_source: NotRequired[Literal["input", "listing", "none"]]
+    searches: NotRequired[dict[str, TargetOutcome]]
+    answer: NotRequired[str]
+    choice: NotRequired[int | None]
+    warnings: NotRequired[list[str]]
+    events: NotRequired[list[Event]]
+
+
+class SearchTask(TypedDict):
+    """The payload each search branch receives through ``Send``."""
+
+    target: str
+    image: ImageRef
+
+
+__all__ = [
+    "Event",
+    "SealInput",
+    "SealOutput",
+    "SealState",
+    "SearchTask",
+    "StepRecord",
+    "TargetOutcome",
+    "merge_outcomes",
+]

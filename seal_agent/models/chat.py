@@ -1,0 +1,413 @@
+"""A local transformers vision-language model as a LangChain chat model.
+
+``TransformersChatModel`` wraps ``AutoModelForImageTextToText`` + ``AutoProcessor`` and
+renders messages with the processor's own chat template, so any image-text-to-text
+checkpoint with a chat template works; LLaVA-1.5 and Qwen2.5-VL are the tested ones.
+Nothing is loaded until the first call (a graph with the default VQA model can be
+built, serialised and inspected on a machine without the weights).
+
+Being a ``BaseChatModel``, it is interchangeable with any other LangChain chat model:
+an OpenAI-compatible server (vLLM, Ollama, TGI) through ``ChatOpenAI`` plugs into the
+graph instead with one argument.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from seal_agent.errors import ChatModelError, InvalidImageError, SealError
+from seal_agent.models.content import to_conversation
+from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VQA_MODEL_ID
+from seal_agent.models.devices import resolve_device, resolve_dtype
+from seal_agent.models.loading import load_or_raise
+
+
+class GenerationSettings(BaseModel):
+    """Decoding settings; greedy by default, so answers are reproducible."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(512, ge=1, description="upper bound on the answer's tokens")
+    do_sample: bool = Field(False, description="sample instead of greedy decoding")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (do_sample only)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass (do_sample only)")
+    top_k: int | None = Field(None, ge=1, description="top-k sampling (do_sample only)")
+    repetition_penalty: float = Field(1.0, gt=0)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+        }
+        if self.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = self.repetition_penalty
+        if self.do_sample:
+            kwargs["temperature"] = self.temperature
+            kwargs["top_p"] = self.top_p
+            if self.top_k is not None:
+                kwargs["top_k"] = self.top_k
+        else:  # silence the checkpoint's sampling defaults, which greedy decoding ignores
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+@dataclass
+class ChatRuntime:
+    """The loaded model and processor; ``lock`` serialises forward passes."""
+
+    model: Any
+    processor: Any
+    device: Any
+    dtype: Any
+    lock: threading.Lock
+    language_model_path: str
+
+    def to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Tensors to the model's device; pixel tensors to its dtype (not the int ids)."""
+        moved: dict[str, Any] = {}
+        for key, value in inputs.items():
+            if hasattr(value, "to"):
+                if key.startswith("pixel_values") and value.is_floating_point():
+                    moved[key] = value.to(self.device, self.dtype)
+                else:
+                    moved[key] = value.to(self.device)
+            else:
+                moved[key] = value
+        return moved
+
+
+class TransformersChatModel(BaseChatModel):
+    """A local VLM (default: Qwen2.5-VL-7B-Instruct) behind the LangChain chat interface.
+
+    ``adapter`` is a peft LoRA directory; it is applied to the language model only, even
+    when its config names modules (``q_proj``...) that also exist in the vision tower.
+    """
+
+    model_id: str = Field(DEFAULT_VQA_MODEL_ID, description="hub id or local directory")
+    adapter: str | None = Field(None, description="peft LoRA adapter (hub id or directory)")
+    merge_adapter: bool = Field(
+        False, description="fold the LoRA into the weights after loading (faster decoding)"
+    )
+    device: str | None = Field(None, description="cuda, cuda:1, mps, cpu; None: best available")
+    dtype: str | None = Field(None, description="bfloat16, float16, float32; None: per device")
+    generation: GenerationSettings = Field(
+        default_factory=lambda: GenerationSettings.model_validate({})
+    )
+    max_image_pixels: int | None = Field(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="larger images are downscaled (aspect kept) before the processor; None: never",
+    )
+    processor_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra AutoProcessor.from_pretrained arguments"
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="extra from_pretrained arguments (attn_implementation, device_map...)",
+    )
+
+    _runtime: ChatRuntime | None = PrivateAttr(default=None)
+    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    # -- LangChain ---------------------------------------------------------------------
+    @property
+    def _llm_type(self) -> str:
+        return "transformers-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "adapter": self.adapter,
+            "merge_adapter": self.merge_adapter,
+            "device": self.device,
+            "dtype": self.dtype,
+            "max_image_pixels": self.max_image_pixels,
+            **self.generation.model_dump(),
+        }
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        overrides = {k: v for k, v in kwargs.items() if k in GenerationSettings.model_fields}
+        settings = (
+            GenerationSettings(**{**self.generation.model_dump(), **overrides})
+            if overrides
+            else self.generation
+        )
+        runtime = self.runtime()
+        conversation, images = to_conversation(messages)
+        images = [limit_pixels(image, self.max_image_pixels) for image in images]
+        inputs = encode_prompt(runtime, conversation, images, add_generation_prompt=True)
+        generate_kwargs = settings.generate_kwargs()
+        tokenizer = runtime.processor.tokenizer
+        if stop:
+            generate_kwargs.update(stop_strings=list(stop), tokenizer=tokenizer)
+        prompt_length = int(inputs["input_ids"].shape[1])
+        try:
+            import torch
+
+            with runtime.lock, torch.inference_mode():
+                output_ids = runtime.model.generate(**runtime.to_device(inputs), **generate_kwargs)
+        except RuntimeError as exc:
+            raise ChatModelError(f"{self.model_id} failed to generate: {exc}") from exc
+        new_ids = output_ids[0, prompt_length:].tolist()
+        text = tokenizer.decode(new_ids, skip_special_tokens=True)
+        finish_reason = "length" if len(new_ids) >= settings.max_new_tokens else "stop"
+        if stop:
+            cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+            if cut >= 0:
+                text, finish_reason = text[:cut], "stop"
+        message = AIMessage(
+            content=text.strip(),
+            response_metadata={"model_name": self.model_id, "finish_reason": finish_reason},
+            usage_metadata={
+                "input_tokens": prompt_length,
+                "output_tokens": len(new_ids),
+                "total_tokens": prompt_length + len(new_ids),
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def score_options(
+        self, messages: str | Sequence[BaseMessage], options: Sequence[str]
+    ) -> list[float]:
+        """Mean token loss of each option after ``messages`` (lower = likelier).
+
+        The paper's likelihood scoring of multiple-choice answers; the graph's answer node
+        and the evaluation harness use it when ``option_scoring`` asks for it.
+        """
+        from seal_agent.models.option_scoring import score_options
+
+        return score_options(self, messages, options)
+
+    # -- loading -------------------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        return self._runtime is not None
+
+    def runtime(self) -> ChatRuntime:
+        """The loaded model and processor (loaded here on first use, once)."""
+        if self._runtime is None:
+            with self._load_lock:
+                if self._runtime is None:
+                    self._runtime = self._load()
+        return self._runtime
+
+    def _load(self) -> ChatRuntime:
+        from transformers import AutoModelForImageTextToText
+
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        processor = load_processor(self.model_id, **self.processor_kwargs)
+        model: Any = load_or_raise(
+            "the VQA model",
+            self.model_id,
+            lambda: AutoModelForImageTextToText.from_pretrained(
+                self.model_id, dtype=dtype, **self.model_kwargs
+            ),
+            ChatModelError,
+        )
+        if "device_map" not in self.model_kwargs:
+            model = model.to(device)
+        else:
+            device = model.device
+        language_model_path = find_language_model_path(model)
+        if self.adapter is not None:
+            model = apply_lora_adapter(model, self.adapter, language_model_path)
+            if self.merge_adapter:
+                model = model.merge_and_unload()
+        model.eval()
+        return ChatRuntime(
+            model=model,
+            processor=processor,
+            device=device,
+            dtype=dtype,
+            lock=threading.Lock(),
+            language_model_path=language_model_path,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TransformersChatModel(model_id={self.model_id!r}, adapter={self.adapter!r}, "
+            f"device={self.device!r}, dtype={self.dtype!r})"
+        )
+
+
+# -- helpers shared with option scoring -------------------------------------------------------
+def limit_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """Downscale (aspect kept) so the image has at most ``max_pixels`` pixels."""
+    if max_pixels is None or image.width * image.height <= max_pixels:
+        return image
+    scale = (max_pixels / (image.width * image.height)) ** 0.5
+    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+
+
+def encode_prompt(
+    runtime: ChatRuntime,
+    conversation: list[dict[str, Any]],
+    images: list[Any],
+    *,
+    add_generation_prompt: bool,
+) -> dict[str, Any]:
+    """Render with the processor's chat template, then tokenize text and images together."""
+    processor = runtime.processor
+    if getattr(processor, "chat_template", None) is None:
+        raise ChatModelError(
+            "the processor has no chat template; pass a chat checkpoint "
+            "(e.g. llava-hf/llava-1.5-7b-hf, Qwen/Qwen2.5-VL-7B-Instruct)"
+        )
+    try:
+        prompt = processor.apply_chat_template(
+            conversation, add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+        encoded = processor(text=[prompt], images=images or None, return_tensors="pt")
+    except SealError:
+        raise
+    except (ValueError, TypeError, OSError) as exc:
+        raise InvalidImageError(f"the processor rejected the prompt or images: {exc}") from exc
+    return dict(encoded)
+
+
+def load_processor(model_id: str, **kwargs: Any) -> Any:
+    """``AutoProcessor``, or, without torchvision, the same processor minus video support.
+
+    Qwen2.5-VL's processor insists on a video processor, and transformers' video
+    processors need torchvision. Image-only chat does not use it, so when (and only
+    when) that is the failure, the processor is assembled from its image processor and
+    tokenizer with ``video_processor=None``.
+    """
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(model_id, **kwargs)
+    except ImportError as exc:
+        if "torchvision" not in str(exc).lower():
+            raise ChatModelError(f"could not load the processor {model_id!r}: {exc}") from exc
+        return load_or_raise(
+            "the processor (without video support)",
+            model_id,
+            lambda: _processor_without_video(model_id, **kwargs),
+            ChatModelError,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ChatModelError(f"could not load the processor {model_id!r}: {exc}") from exc
+
+
+_PROCESSOR_PATCH_LOCK = threading.Lock()
+
+
+def _processor_without_video(model_id: str, **kwargs: Any) -> Any:
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+    from transformers.processing_utils import ProcessorMixin
+
+    model_type = AutoConfig.from_pretrained(model_id).model_type
+    class_name = PROCESSOR_MAPPING_NAMES.get(model_type)
+    processor_class = getattr(transformers, class_name, None) if class_name else None
+    if processor_class is None:
+        raise ChatModelError(f"no processor class known for model type {model_type!r}")
+    image_processor = AutoImageProcessor.from_pretrained(model_id, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(model_id)
+    original = ProcessorMixin.check_argument_for_proper_class
+
+    def allow_missing_video(self: Any, name: str, argument: Any) -> Any:
+        if name == "video_processor" and argument is None:
+            return None
+        return original(self, name, argument)
+
+    with _PROCESSOR_PATCH_LOCK:
+        ProcessorMixin.check_argument_for_proper_class = allow_missing_video  # type: ignore[method-assign]
+        try:
+            return processor_class(
+                image_processor=image_processor,
+                tokenizer=tokenizer,
+                video_processor=None,
+                chat_template=tokenizer.chat_template,
+            )
+        finally:
+            ProcessorMixin.check_argument_for_proper_class = original  # type: ignore[method-assign]
+
+
+def find_language_model_path(model: Any) -> str:
+    """Dotted module path of the language model inside a VLM (``model.language_model``)."""
+    language_model = None
+    get_decoder = getattr(model, "get_decoder", None)
+    if callable(get_decoder):
+        try:
+            language_model = get_decoder()
+        except (AttributeError, NotImplementedError):
+            language_model = None
+    for name, module in model.named_modules():
+        if language_model is not None and module is language_model and name:
+            return name
+    for name, _ in model.named_modules():
+        if name.endswith("language_model"):
+            return name
+    raise ChatModelError(f"cannot find the language model inside {type(model).__name__}")
+
+
+def apply_lora_adapter(model: Any, adapter: str, language_model_path: str) -> Any:
+    """Load a peft LoRA onto the language model only.
+
+    A LoRA config usually lists bare module names (``["q_proj", "v_proj"]``); peft would
+    match them in the vision tower too (CLIP has ``q_proj``), adding adapters there that
+    the checkpoint has no weights for. The names are rewritten into a regex scoped to
+    the language model; an explicit regex that reaches outside it is refused.
+    """
+    from peft import PeftConfig, PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    config = load_or_raise(
+        "the adapter config", adapter, lambda: PeftConfig.from_pretrained(adapter), ChatModelError
+    )
+    targets = getattr(config, "target_modules", None)
+    if isinstance(targets, list | set | tuple) and targets:
+        names = "|".join(re.escape(str(t)) for t in sorted(targets))
+        config.target_modules = rf"{re.escape(language_model_path)}\.(?:.*\.)?(?:{names})"
+    peft_model = load_or_raise(
+        "the LoRA adapter",
+        adapter,
+        lambda: PeftModel.from_pretrained(model, adapter, config=config, is_trainable=False),
+        ChatModelError,
+    )
+    prefix = f"base_model.model.{language_model_path}."
+    outside = [
+        name
+        for name, module in peft_model.named_modules()
+        if isinstance(module, LoraLayer) and not name.startswith(prefix)
+    ]
+    if outside:
+        raise ChatModelError(
+            f"adapter {adapter!r} targets modules outside the language model, e.g. {outside[0]!r}"
+        )
+    return peft_model
+
+
+__all__ = [
+    "ChatRuntime",
+    "GenerationSettings",
+    "TransformersChatModel",
+    "apply_lora_adapter",
+    "encode_prompt",
+    "find_language_model_path",
+    "limit_pixels",
+    "load_processor",
+]

@@ -1,0 +1,137 @@
+"""Multiple-choice answering by likelihood: the paper's scoring of open models on V*Bench.
+
+For each option, the mean negative log-likelihood of its tokens given the prompt (the
+chat-formatted question with its images, up to the start of the assistant's turn);
+the option with the lowest loss is the model's answer. This avoids both parsing a
+free-form answer and the letter-position bias of shuffled lettered options.
+
+Cost: the prompt (hundreds to thousands of image tokens) is run once with
+``use_cache=True``; each option then runs only its own tokens on top of that KV cache,
+which is cropped back to the prompt afterwards. For V*Bench's 2-4 short options this
+makes scoring cost about one prefill instead of one per option.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage
+
+from seal_agent.errors import ChatModelError, InvalidQuestionError
+from seal_agent.models.chat import (
+    ChatRuntime,
+    TransformersChatModel,
+    encode_prompt,
+    limit_pixels,
+)
+from seal_agent.models.content import to_conversation
+
+
+def score_options(
+    model: TransformersChatModel,
+    prompt: str | Sequence[BaseMessage],
+    options: Sequence[str],
+    *,
+    use_cache: bool = True,
+) -> list[float]:
+    """Mean token loss of each option after ``prompt`` (lower = more likely), in order.
+
+    ``prompt`` is a question string or LangChain messages (with image blocks).
+    ``use_cache=False`` recomputes the prompt for every option (the reference
+    computation the cached path is tested against).
+    """
+    if isinstance(options, str) or not options:
+        raise InvalidQuestionError("options must be a non-empty list of strings")
+    for i, option in enumerate(options):
+        if not isinstance(option, str) or not option.strip():
+            raise InvalidQuestionError(f"option {i} is empty or not text: {option!r}")
+    messages = [HumanMessage(content=prompt)] if isinstance(prompt, str) else list(prompt)
+    runtime = model.runtime()
+    conversation, images = to_conversation(messages)
+    images = [limit_pixels(image, model.max_image_pixels) for image in images]
+    inputs = encode_prompt(runtime, conversation, images, add_generation_prompt=True)
+    tokenizer = runtime.processor.tokenizer
+    option_ids = [tokenizer(option, add_special_tokens=False)["input_ids"] for option in options]
+    if any(not ids for ids in option_ids):
+        raise InvalidQuestionError("an option encodes to no tokens")
+    import torch
+
+    try:
+        with runtime.lock, torch.inference_mode():
+            if use_cache:
+                return _scores_with_cache(runtime, inputs, option_ids)
+            return _scores_without_cache(runtime, inputs, option_ids)
+    except RuntimeError as exc:
+        raise ChatModelError(f"{model.model_id} failed to score options: {exc}") from exc
+
+
+def best_option(
+    model: TransformersChatModel, prompt: str | Sequence[BaseMessage], options: Sequence[str]
+) -> int:
+    """Index of the most likely option."""
+    scores = score_options(model, prompt, options)
+    return min(range(len(scores)), key=scores.__getitem__)
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+def _scores_with_cache(
+    runtime: ChatRuntime, inputs: dict[str, Any], option_ids: list[list[int]]
+) -> list[float]:
+    import torch
+
+    model = runtime.model
+    parameters = _forward_parameters(model)
+    cache_name = "cache" if "cache" in parameters else "past_key_values"
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
+    out = model(**runtime.to_device(inputs), use_cache=True, **extra)
+    cache = getattr(out, "cache", None) or out.past_key_values
+    prompt_length = int(inputs["input_ids"].shape[1])
+    first_log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    scores: list[float] = []
+    for ids in option_ids:
+        total = -float(first_log_probs[ids[0]])
+        if len(ids) > 1:
+            continuation = torch.tensor([ids[:-1]], device=runtime.device)
+            step = model(input_ids=continuation, use_cache=True, **{cache_name: cache})
+            log_probs = torch.log_softmax(step.logits[0].float(), dim=-1)
+            targets = torch.tensor(ids[1:], device=log_probs.device)
+            total -= float(log_probs.gather(-1, targets[:, None]).sum())
+            cache.crop(-(len(ids) - 1))
+            if cache.get_seq_length() != prompt_length:
+                raise ChatModelError(
+                    "the model's KV cache could not be cropped back to the prompt; "
+                    "use score_options(..., use_cache=False)"
+                )
+        scores.append(total / len(ids))
+    return scores
+
+
+def _scores_without_cache(
+    runtime: ChatRuntime, inputs: dict[str, Any], option_ids: list[list[int]]
+) -> list[float]:
+    import torch
+
+    model = runtime.model
+    prompt_length = int(inputs["input_ids"].shape[1])
+    scores: list[float] = []
+    for ids in option_ids:
+        option = torch.tensor([ids], dtype=inputs["input_ids"].dtype)
+        full = dict(inputs)
+        full["input_ids"] = torch.cat([inputs["input_ids"], option], dim=1)
+        full["attention_mask"] = torch.ones_like(full["input_ids"])
+        if "mm_token_type_ids" in inputs:  # Qwen2.5-VL marks image tokens; options are text
+            full["mm_token_type_ids"] = torch.cat(
+                [inputs["mm_token_type_ids"], torch.zeros_like(option)], dim=1
+            )
+        out = model(**runtime.to_device(full), use_cache=False)
+        logits = out.logits[0, prompt_length - 1 : prompt_length - 1 + len(ids)].float()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        targets = torch.tensor(ids, device=log_probs.device)
+        scores.append(-float(log_probs.gather(-1, targets[:, None]).sum()) / len(ids))
+    return scores

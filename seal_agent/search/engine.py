@@ -1,0 +1,597 @@
+"""V* guided visual search for one target in one (large) image.
+
+One engine runs every strategy. A patch tree rooted at the whole image is explored
+from a frontier; visiting a patch scores its view with the search model; a box above
+``confidence_high`` ends the search; otherwise the patch's cue heatmap ranks its
+children. The strategies differ in the frontier's order (frontier.py) and, for
+``seal`` versus ``vstar``, in the rules marked "vstar departs from seal" below:
+
+* ``seal`` is the reference code (penghao-wu/vstar, visual_search.py) as described in
+  vstar-reference.md, step for step;
+* ``vstar`` is ours: the same skeleton, with each departure explained where it is made;
+* ``bfs``/``dfs``/``random-bfs``/``random-dfs`` visit the same tree as ``vstar`` with the
+  same visit, leaf, found and fallback rules, in an uninformed order (no cue, no zoom);
+* ``sliding-window`` scores every native-resolution tile in raster order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from pydantic import ValidationError
+
+from seal_agent.errors import InvalidQuestionError, SearchModelError
+from seal_agent.imaging.geometry import Box, ViewTransform, split_box
+from seal_agent.imaging.pyramid import ImagePyramid, as_pyramid
+from seal_agent.search.config import SearchConfig
+from seal_agent.search.frontier import Frontier, Node, make_frontier
+from seal_agent.search.priority import (
+    HeatmapMass,
+    ancestor_weighted_priority,
+    child_probability,
+    mix_distributions,
+    normalise_heatmap,
+)
+from seal_agent.search.protocol import (
+    ModelThresholds,
+    PatchPrediction,
+    SearchModel,
+    validate_predictions,
+)
+from seal_agent.search.result import ScoredBox, SearchResult, StopReason, TraceStep
+from seal_agent.search.tiling import (
+    is_native_leaf,
+    is_seal_leaf,
+    native_tiles,
+    seal_smallest_size,
+    sliding_windows,
+    zoom_window,
+)
+
+ContextCue = Callable[[str], str | None]
+StepCallback = Callable[[TraceStep], None]
+
+#: vstar: a candidate zoom must show the candidate at least this many times sharper
+#: than the view it was seen in, or it cannot change the model's mind.
+MIN_ZOOM_GAIN = 1.5
+#: vstar: how much of a parent's belief in a child is the child's share of its area
+#: rather than of the cue's mass, for a cue above its threshold and for a weak one.
+STRONG_CUE_UNIFORM = 0.1
+WEAK_CUE_UNIFORM = 0.5
+#: Tree strategies score one patch per forward pass unless told otherwise (the search
+#: length is the measure); the sliding window has no order to exploit, so it batches.
+DEFAULT_TREE_BATCH = 1
+DEFAULT_WINDOW_BATCH = 8
+
+#: The clock budgets are measured with (a module attribute so tests can drive it).
+_clock = time.perf_counter
+
+
+class VStarSearch:
+    """Searches an image for one target phrase with a ``SearchModel``.
+
+    Stateless between calls: one instance may serve several searches and threads.
+    """
+
+    def __init__(self, model: SearchModel, config: SearchConfig | None = None) -> None:
+        input_size = getattr(model, "input_size", None)
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+            raise SearchModelError(
+                f"search model must have a positive integer input_size, got {input_size!r}"
+            )
+        if not callable(getattr(model, "predict", None)):
+            raise SearchModelError("search model has no predict(views, phrases) method")
+        defaults = getattr(model, "thresholds", None)
+        if not isinstance(defaults, ModelThresholds):
+            raise SearchModelError(
+                f"search model thresholds must be ModelThresholds, got {type(defaults).__name__}"
+            )
+        self.model = model
+        self.config = config if config is not None else SearchConfig()
+        try:
+            self.thresholds = self.config.resolve_thresholds(defaults)
+            ModelThresholds.model_validate(self.thresholds.model_dump())
+        except ValidationError as exc:
+            raise ValueError(f"search thresholds are inconsistent: {exc}") from exc
+
+    def search(
+        self,
+        image: Image.Image | ImagePyramid,
+        target: str,
+        *,
+        context_cue: ContextCue | None = None,
+        on_step: StepCallback | None = None,
+    ) -> SearchResult:
+        """Find ``target`` (a short noun phrase such as "red star") in ``image``.
+
+        ``context_cue(target)`` names where the target usually is ("table"); it is asked
+        at most once, and only if a patch's target cue is too weak to steer by.
+        """
+        if not isinstance(target, str) or not target.strip():
+            raise InvalidQuestionError(f"search target must be a non-empty phrase, got {target!r}")
+        pyramid = as_pyramid(image)
+        run = _SearchRun(self, pyramid, target.strip(), context_cue, on_step)
+        return run.run()
+
+
+@dataclass(frozen=True, slots=True)
+class _Det:
+    """A detection in original-image pixels (light: a model may return hundreds)."""
+
+    box: Box
+    score: float
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A sub-threshold box kept as the fallback answer."""
+
+    box: Box
+    score: float
+    step: int
+    detail: float  # view px per image px (<= 1) of the view it was seen in
+    superseded: bool = False
+
+
+@dataclass(slots=True)
+class _Hit:
+    box: Box
+    score: float
+    step: int
+    instances: list[ScoredBox]
+
+
+class _StopSearchError(Exception):
+    """Ends a run early with a reason (budget, deadline, model fault)."""
+
+    def __init__(self, reason: StopReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: StopReason = reason
+        self.message = message
+
+
+class _SearchRun:
+    """The state of one search: frontier, trace, candidates, counters."""
+
+    def __init__(
+        self,
+        engine: VStarSearch,
+        pyramid: ImagePyramid,
+        target: str,
+        context_cue: ContextCue | None,
+        on_step: StepCallback | None,
+    ) -> None:
+        cfg = engine.config
+        self.model = engine.model
+        self.cfg = cfg
+        self.th = engine.thresholds
+        self.strategy = cfg.strategy
+        self.is_seal = self.strategy == "seal"
+        self.guided = self.strategy in ("vstar", "seal")
+        self.pyramid = pyramid
+        self.width, self.height = pyramid.width, pyramid.height
+        self.target = target
+        self.context_cue = context_cue
+        self.on_step = on_step
+        self.input_size: int = engine.model.input_size
+        self.frontier: Frontier = make_frontier(self.strategy, cfg.seed)
+        self.trace: list[TraceStep] = []
+        self.candidates: list[_Candidate] = []
+        self.zoom_windows: list[Box] = []
+        self.patches_scored = 0
+        self.forward_passes = 0
+        self.context_asked = False
+        self.context_phrase: str | None = None
+        self.notes: list[str] = []
+        self.started = _clock()
+        self.smallest_size = seal_smallest_size(
+            self.width, self.height, cfg.min_leaf_size, cfg.leaf_size_scale
+        )
+        # vstar departs from seal: children overlap (cfg.split_overlap) so that a target
+        # cut by a split line lies whole in some child; the reference tiles exactly,
+        # leaving such a target split between two children and found in neither.
+        self.overlap = 0.0 if self.is_seal else cfg.split_overlap
+        if self.is_seal:
+            self.batch_size = 1  # the reference scores one patch per visit
+        elif cfg.batch_size is not None:
+            self.batch_size = cfg.batch_size
+        elif self.strategy == "sliding-window":
+            self.batch_size = DEFAULT_WINDOW_BATCH
+        else:
+            self.batch_size = DEFAULT_TREE_BATCH
+        floor = cfg.zoom_min_confidence
+        self.zoom_floor = self.th.confidence_low / 2 if floor is None else floor
+
+    # -- driver ------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        full = Box.full(self.width, self.height)
+        if self.strategy == "sliding-window":
+            overlap = round(self.input_size * self.cfg.window_overlap)
+            tiles = sliding_windows(self.width, self.height, self.input_size, overlap)
+            level = 1 if len(tiles) == 1 else 2
+            self.frontier.push_children(
+                [Node(tile, level, None, kind="root" if tile == full else "tile") for tile in tiles]
+            )
+        else:
+            self.frontier.push_children([Node(full, 1, None, kind="root")])
+        try:
+            while len(self.frontier):
+                self._check_budgets()
+                limit = self.batch_size
+                if self.cfg.max_calls is not None:
+                    limit = min(limit, self.cfg.max_calls - self.patches_scored)
+                hit = self._visit(self.frontier.pop_batch(limit))
+                if hit is not None:
+                    return self._found(hit)
+        except _StopSearchError as stop:
+            return self._unfinished(stop.reason, stop.message)
+        return self._exhausted()
+
+    def _check_budgets(self) -> None:
+        cfg = self.cfg
+        if cfg.max_calls is not None and self.patches_scored >= cfg.max_calls:
+            raise _StopSearchError(
+                "budget", f"stopped after {self.patches_scored} patches scored (max_calls)"
+            )
+        if cfg.deadline_s is not None and self._elapsed() >= cfg.deadline_s:
+            raise _StopSearchError(
+                "deadline",
+                f"stopped at the {cfg.deadline_s:g} s deadline after "
+                f"{self.patches_scored} patches scored",
+            )
+
+    def _elapsed(self) -> float:
+        return _clock() - self.started
+
+    # -- model -------------------------------------------------------------------------
+    def _predict(
+        self, views: Sequence[Image.Image], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        self.patches_scored += len(views)
+        self.forward_passes += 1
+        try:
+            output = self.model.predict(list(views), list(phrases))
+        except Exception as exc:  # a model fault ends the search; Ctrl-C still propagates
+            raise _StopSearchError(
+                "model_error", f"search model raised {type(exc).__name__}: {exc}"
+            ) from exc
+        try:
+            return validate_predictions(output, views, phrases)
+        except SearchModelError as exc:
+            raise _StopSearchError("model_error", str(exc)) from exc
+
+    def _context(self) -> str | None:
+        """The context phrase, asked of the caller once per target and only when needed."""
+        if self.context_asked:
+            return self.context_phrase
+        self.context_asked = True
+        if self.context_cue is None:
+            return None
+        try:
+            answer = self.context_cue(self.target)
+        except Exception as exc:  # the caller's LLM failing must not end the search
+            self.notes.append(f"context cue failed ({type(exc).__name__}: {exc})")
+            return None
+        if isinstance(answer, str) and answer.strip():
+            phrase = answer.strip()
+            if phrase.lower() != self.target.lower():
+                self.context_phrase = phrase
+        return self.context_phrase
+
+    def _phrases(self) -> list[str]:
+        # vstar departs from seal: once the context phrase is known it is scored in the
+        # same predict call as the target (one forward pass, one patch scored); the
+        # reference runs a separate pass (and an LLM question) for every weak-cue patch.
+        if self.strategy == "vstar" and self.context_phrase is not None:
+            return [self.target, self.context_phrase]
+        return [self.target]
+
+    # -- visiting ----------------------------------------------------------------------
+    def _visit(self, batch: list[Node]) -> _Hit | None:
+        views: list[tuple[Image.Image, ViewTransform]] = [
+            self.pyramid.view(node.patch, self.input_size) for node in batch
+        ]
+        predictions = self._predict([v for v, _ in views], self._phrases())
+        hits: list[_Hit] = []
+        for node, (view, frame), per_phrase in zip(batch, views, predictions, strict=True):
+            hit = self._visit_one(node, view, frame, per_phrase)
+            if hit is not None:
+                hits.append(hit)
+        return max(hits, key=lambda h: h.score) if hits else None
+
+    def _visit_one(
+        self,
+        node: Node,
+        view: Image.Image,
+        frame: ViewTransform,
+        per_phrase: list[PatchPrediction],
+    ) -> _Hit | None:
+        index = len(self.trace)
+        detections = self._image_detections(per_phrase[0], frame)
+        best = max(detections, key=lambda d: d.score, default=None)
+        detail = min(1.0, frame.scale_x, frame.scale_y)
+        hit: _Hit | None = None
+        cue: str = "none"
+        cue_phrase: str | None = None
+        if best is not None and best.score > self.th.confidence_high:
+            instances: list[ScoredBox] = []
+            if node.kind == "root":  # the reference returns every instance at the root only
+                instances = [
+                    ScoredBox(box=d.box, score=d.score)
+                    for d in sorted(detections, key=lambda d: -d.score)
+                    if d.score > self.th.confidence_high
+                ]
+            hit = _Hit(best.box, best.score, index, instances)
+        else:
+            if not self.is_seal:
+                self._supersede(node.patch, detail)
+            if best is not None:
+                self.candidates.append(_Candidate(best.box, best.score, index, detail))
+            if not self._is_leaf(node):
+                cue, cue_phrase = self._expand(node, index, view, per_phrase)
+            if best is not None and self._wants_zoom(best, detail):
+                self._push_zoom(best, node, index)
+        step = TraceStep(
+            index=index,
+            parent=node.parent,
+            patch=node.patch,
+            level=node.level,
+            priority=node.priority,
+            best_score=best.score if best is not None else None,
+            cue=cue,  # type: ignore[arg-type]
+            context_phrase=cue_phrase,
+            kind=node.kind,
+        )
+        self.trace.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
+        return hit
+
+    def _image_detections(self, prediction: PatchPrediction, frame: ViewTransform) -> list[_Det]:
+        """The model's boxes in original-image pixels, clipped; empty boxes dropped."""
+        out: list[_Det] = []
+        for det in prediction.detections:
+            box = frame.to_image(Box(*det.box)).clip(self.width, self.height)
+            if not box.is_empty:
+                out.append(_Det(box, float(det.score)))
+        return out
+
+    def _is_leaf(self, node: Node) -> bool:
+        if node.kind in ("zoom", "tile"):
+            return True
+        if self.is_seal:
+            return is_seal_leaf(node.patch, self.smallest_size)
+        # vstar departs from seal: a patch is a leaf once the model sees it at native
+        # resolution. The reference's min(W, H) / 4 rule stops a 12000x9000 scan at
+        # 3000x2250 patches, shown to a 512 px model at 1/6 scale: a 12 px target is then
+        # 2 model pixels and cannot be found; on a 1000x700 image it stops at 224 px
+        # patches that the model sees upsampled 2.3x, wasting visits on no new detail.
+        return is_native_leaf(node.patch, self.input_size)
+
+    # -- cues and children ---------------------------------------------------------------
+    def _expand(
+        self, node: Node, index: int, view: Image.Image, per_phrase: list[PatchPrediction]
+    ) -> tuple[str, str | None]:
+        """Queue the node's children; returns the cue that ranked them and its phrase."""
+        children = [c for c in self._children(node.patch) if c != node.patch]
+        if not children:
+            return "none", None
+        if not self.guided:
+            # Uninformed orders need no cue: the frontier ignores priorities.
+            self.frontier.push_children(
+                [Node(c, node.level + 1, index, kind="split") for c in children]
+            )
+            return "none", None
+        heatmap, cue, phrase, strong = self._cue(node, view, per_phrase)
+        if self.is_seal:
+            # The reference: sum over the patch and its ancestors of their heatmap's
+            # share in the child, weighted 1/4**level.
+            lineage = (*node.lineage, HeatmapMass.from_heatmap(heatmap, node.patch, node.level))
+            nodes = [
+                Node(
+                    c,
+                    node.level + 1,
+                    index,
+                    priority=ancestor_weighted_priority(c, lineage),
+                    kind="split",
+                    lineage=lineage,
+                )
+                for c in children
+            ]
+        else:
+            # vstar departs from seal: the priority is the probability that the target
+            # lies in the patch, P(child) = P(parent) x the parent's belief in the child,
+            # the belief mixing the cue's share with the area share (weight 0.1 for a
+            # cue above its threshold, 0.5 for a weak one: half noise). The reference's
+            # level-weighted sum lets the root's blurry heatmap outvote everything seen
+            # later and, measured on shape world, needs ~1.5x more patches; with a
+            # sharp cue the product goes straight down, with a weak one it stays broad.
+            cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
+            parent_p = node.priority if node.priority is not None else 1.0
+            floor = STRONG_CUE_UNIFORM if strong else WEAK_CUE_UNIFORM
+            nodes = [
+                Node(
+                    c,
+                    node.level + 1,
+                    index,
+                    priority=child_probability(parent_p, cue_mass, c, floor),
+                    kind="split",
+                )
+                for c in children
+            ]
+        self.frontier.push_children(nodes)
+        return cue, phrase
+
+    def _children(self, patch: Box) -> list[Box]:
+        if not self.is_seal and self.cfg.native_tiles > 0:
+            # vstar departs from seal (the baselines share its tree): when a few native-
+            # resolution tiles cover the patch, they are its children. Splitting 2x2 again
+            # would overshoot: a 1266x949 patch gives 713x534 children, still above a
+            # 512 px input, and 16 upsampled grandchildren; six 512 px tiles see every
+            # pixel at once, the last step to native resolution taken in one.
+            margin = math.ceil(self.cfg.split_overlap * self.input_size)
+            tiles = native_tiles(patch, self.input_size, margin)
+            if len(tiles) <= self.cfg.native_tiles:
+                return tiles
+        return split_box(patch, self.overlap)
+
+    def _cue(
+        self, node: Node, view: Image.Image, per_phrase: list[PatchPrediction]
+    ) -> tuple[np.ndarray, str, str | None, bool]:
+        """The map that ranks the children, which cue it is, its phrase, and whether the
+        target cue was strong (above the level's threshold)."""
+        target_pred = per_phrase[0]
+        target = normalise_heatmap(target_pred.heatmap)
+        if target_pred.cue_strength > self.th.cue_threshold_at(node.level):
+            return target, "target", None, True
+        phrase = self._context()
+        if phrase is None:  # no context available: the target heatmap is all there is
+            return target, "target", None, False
+        if len(per_phrase) > 1:
+            context_heatmap = per_phrase[1].heatmap
+        else:
+            # seal: the reference scores the context phrase in a second pass for every
+            # weak-cue patch. vstar: only the first weak-cue patch gets one (the phrase
+            # was not known when it was scored); every later call scores both phrases.
+            if self.cfg.max_calls is not None and self.patches_scored >= self.cfg.max_calls:
+                return target, "target", None, False
+            context_heatmap = self._predict([view], [phrase])[0][0].heatmap
+        context = normalise_heatmap(context_heatmap)
+        if self.is_seal or self.cfg.weak_cue == "context":
+            return context, "context", phrase, False
+        if self.cfg.weak_cue == "target":
+            return target, "target", None, False
+        if context.shape != target.shape:  # a model with per-phrase grids: cannot mix
+            return context, "context", phrase, False
+        # vstar departs from seal: a weak target cue is still evidence (a blurry blob
+        # that looks more like the target than its neighbours), so it is mixed with the
+        # context, half and half as distributions, instead of being thrown away; the
+        # context then decides between regions the target cue cannot tell apart.
+        return mix_distributions([target, context], [0.5, 0.5]), "context", phrase, False
+
+    # -- candidate zoom ----------------------------------------------------------------
+    def _wants_zoom(self, best: _Det, detail: float) -> bool:
+        # vstar departs from seal: a sub-threshold candidate seen at low resolution is
+        # looked at next through a native-resolution window centred on it, confirming
+        # or rejecting it in one step; the reference only keeps it as a fallback and
+        # may reach it again only by descending the tree level by level.
+        if self.strategy != "vstar" or not self.cfg.candidate_zoom:
+            return False
+        if not self.zoom_floor <= best.score <= self.th.confidence_high:
+            return False
+        window = zoom_window(best.box, self.width, self.height, self.input_size)
+        window_detail = min(1.0, self.input_size / max(window.width, window.height))
+        if window_detail < MIN_ZOOM_GAIN * detail:
+            return False
+        return not any(w.contains(best.box) for w in self.zoom_windows)
+
+    def _push_zoom(self, best: _Det, node: Node, index: int) -> None:
+        window = zoom_window(best.box, self.width, self.height, self.input_size)
+        self.zoom_windows.append(window)
+        self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom"))
+
+    def _supersede(self, patch: Box, detail: float) -> None:
+        # vstar departs from seal (and the baselines share it): a candidate seen in a
+        # coarse view is dismissed once a view with at least 1.5x its detail covered it
+        # whole; the closer look's own verdict (its own candidate or nothing) stands.
+        # The reference keeps the best score ever seen, so a blurry distractor that once
+        # scored 0.35 can win the fallback after the closer look rejected it.
+        for cand in self.candidates:
+            if (
+                not cand.superseded
+                and detail >= MIN_ZOOM_GAIN * cand.detail
+                and patch.contains(cand.box)
+            ):
+                cand.superseded = True
+
+    # -- results -----------------------------------------------------------------------
+    def _best_candidate(self) -> _Candidate | None:
+        if self.is_seal:
+            # The reference: highest confidence ever seen, strictly above 0.
+            best = max(self.candidates, key=lambda c: c.score, default=None)
+            return best if best is not None and best.score > 0 else None
+        live = [c for c in self.candidates if not c.superseded]
+        return max(live, key=lambda c: c.score, default=None)
+
+    def _result(
+        self,
+        *,
+        found: bool,
+        reason: StopReason,
+        message: str,
+        box: Box | None,
+        confidence: float | None,
+        instances: list[ScoredBox] | None = None,
+    ) -> SearchResult:
+        if self.notes:
+            message = f"{message}; {'; '.join(self.notes)}"
+        return SearchResult(
+            target=self.target,
+            strategy=self.strategy,
+            found=found,
+            box=box,
+            confidence=confidence,
+            instances=instances or [],
+            stop_reason=reason,
+            message=message,
+            patches_scored=self.patches_scored,
+            forward_passes=self.forward_passes,
+            elapsed_s=self._elapsed(),
+            trace=self.trace,
+        )
+
+    def _found(self, hit: _Hit) -> SearchResult:
+        return self._result(
+            found=True,
+            reason="found",
+            message=(
+                f"found {self.target!r} with confidence {hit.score:.2f} at step {hit.step + 1} "
+                f"({self.patches_scored} patches scored)"
+            ),
+            box=hit.box,
+            confidence=hit.score,
+            instances=hit.instances,
+        )
+
+    def _exhausted(self) -> SearchResult:
+        best = self._best_candidate()
+        if best is not None and best.score >= self.th.confidence_low:
+            return self._result(
+                found=True,
+                reason="fallback",
+                message=(
+                    f"no box cleared {self.th.confidence_high:g}; the best candidate "
+                    f"({best.score:.2f}) cleared confidence_low {self.th.confidence_low:g}"
+                ),
+                box=best.box,
+                confidence=best.score,
+            )
+        detail = f"best candidate {best.score:.2f}" if best is not None else "no candidate"
+        return self._result(
+            found=False,
+            reason="exhausted",
+            message=(
+                f"{self.target!r} not found: every patch was scored ({self.patches_scored}); "
+                f"{detail} below confidence_low {self.th.confidence_low:g}"
+            ),
+            box=best.box if best is not None else None,
+            confidence=best.score if best is not None else None,
+        )
+
+    def _unfinished(self, reason: StopReason, message: str) -> SearchResult:
+        best = self._best_candidate()
+        return self._result(
+            found=False,
+            reason=reason,
+            message=f"{self.target!r} not found: {message}",
+            box=best.box if best is not None else None,
+            confidence=best.score if best is not None else None,
+        )
+
+
+__all__ = ["ContextCue", "StepCallback", "VStarSearch"]

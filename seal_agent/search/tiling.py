@@ -1,0 +1,109 @@
+"""Where the patch tree stops, and the fixed windows that do not come from splitting.
+
+Two leaf rules: the reference's (a fraction of the image's shorter side) and ours
+(the model sees the patch at native resolution), the sliding-window baseline's tiling,
+and the native-resolution window a candidate zoom looks through.
+"""
+
+from __future__ import annotations
+
+import math
+
+from seal_agent.imaging.geometry import Box
+
+
+def seal_smallest_size(width: int, height: int, min_leaf_size: int, leaf_size_scale: float) -> int:
+    """The reference's leaf size: max(ceil(min(W, H) / scale), minimum_size)."""
+    return max(math.ceil(min(width, height) / leaf_size_scale), min_leaf_size)
+
+
+def is_seal_leaf(patch: Box, smallest_size: int) -> bool:
+    """Reference rule: a patch whose shorter side is <= the smallest size is not split."""
+    return min(patch.width, patch.height) <= smallest_size
+
+
+def is_native_leaf(patch: Box, input_size: int) -> bool:
+    """Our rule: the model already sees every image pixel (longer side <= its input).
+
+    Splitting further cannot add detail, only upsample it; stopping earlier leaves small
+    targets a few model pixels wide (the reference's rule stops a 12000x9000 scan at
+    3000x2250 patches, where a 12 px target becomes 2 model pixels).
+    """
+    return max(patch.width, patch.height) <= input_size
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    """Window origins covering [0, length): regular stride, the last one flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def sliding_windows(width: int, height: int, tile: int, overlap: int) -> list[Box]:
+    """Square ``tile`` windows in raster order, neighbours overlapping by >= ``overlap`` px.
+
+    Every object no larger than ``overlap`` in either side lies whole in some window.
+    Images smaller than a tile give one window, the image itself.
+    """
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1, got {tile}")
+    overlap = min(max(0, overlap), tile - 1)
+    stride = tile - overlap
+    xs = _starts(width, tile, stride)
+    ys = _starts(height, tile, stride)
+    return [Box(x, y, min(x + tile, width), min(y + tile, height)) for y in ys for x in xs]
+
+
+def _axis_tiles(start: int, length: int, tile: int, margin: int) -> list[tuple[int, int]]:
+    """Evenly spread windows of ``tile`` px over [start, start + length), overlapping >= margin."""
+    if length <= tile:
+        return [(start, start + length)]
+    count = math.ceil((length - margin) / (tile - margin))
+    step = (length - tile) / (count - 1)
+    return [(start + round(i * step), start + round(i * step) + tile) for i in range(count)]
+
+
+def native_tiles(patch: Box, input_size: int, margin: int) -> list[Box]:
+    """The fewest native-resolution windows covering ``patch``, neighbours sharing >= margin px.
+
+    Raster order. Used as a patch's children when they would all be leaves, so a search
+    steps from a patch straight to native resolution instead of through one more level
+    of 2x2 splitting that overshoots below the model's input size.
+    """
+    margin = min(max(0, margin), input_size - 1)
+    x0, y0 = int(patch.x1), int(patch.y1)
+    xs = _axis_tiles(x0, int(patch.x2) - x0, input_size, margin)
+    ys = _axis_tiles(y0, int(patch.y2) - y0, input_size, margin)
+    return [Box(x1, y1, x2, y2) for y1, y2 in ys for x1, x2 in xs]
+
+
+def zoom_window(candidate: Box, width: int, height: int, input_size: int) -> Box:
+    """A square window centred on ``candidate`` that the model sees at native resolution.
+
+    At least ``input_size`` image pixels a side (so nothing is upsampled), and at least
+    twice the candidate's longer side so that the object is seen whole and with context;
+    shifted, not cut, at the image border; never larger than the image.
+    """
+    side = max(float(input_size), 2.0 * max(candidate.width, candidate.height))
+    w, h = min(side, float(width)), min(side, float(height))
+    cx, cy = candidate.center
+    x1 = min(max(cx - w / 2, 0.0), width - w)
+    y1 = min(max(cy - h / 2, 0.0), height - h)
+    return Box(
+        math.floor(x1),
+        math.floor(y1),
+        min(math.floor(x1) + math.ceil(w), width),
+        min(math.floor(y1) + math.ceil(h), height),
+    )
+
+
+__all__ = [
+    "is_native_leaf",
+    "is_seal_leaf",
+    "native_tiles",
+    "seal_smallest_size",
+    "sliding_windows",
+    "zoom_window",
+]

@@ -1,0 +1,201 @@
+"""SEAL as a LangChain tool that any tool-calling agent can use.
+
+The content an agent reads is short: the answer and one line per target with its box.
+The artifact (kept out of the model's context by LangChain) holds what a program or UI
+wants: boxes, PNG crops of the found targets and the run's trace. Errors come back as
+tool messages the agent can read and act on, never as a crashed agent loop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langchain_core.tools import StructuredTool, ToolException
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, Field, ValidationError
+
+from seal_agent.errors import SealError
+from seal_agent.graph.configuration import SealConfig
+from seal_agent.imaging.geometry import Box, crop_box_around
+from seal_agent.imaging.loading import encode_image, load_image
+
+DEFAULT_NAME = "visual_search"
+DEFAULT_DESCRIPTION = (
+    "Answer a question about small details in a large image. The tool looks at the whole "
+    "image, searches the full-resolution image for the objects it cannot make out (guided "
+    "visual search, V*/SEAL), zooms in on them and answers. Use it for questions about "
+    "small or distant objects (their colour, text, position). Returns the answer and, for "
+    "each object searched for, its box [x1, y1, x2, y2] in pixels of the original image."
+)
+
+
+class VisualSearchInput(BaseModel):
+    """Arguments of the ``visual_search`` tool."""
+
+    image: str = Field(
+        description=(
+            "the image: a local file path, or a base64 data URL "
+            "('data:image/png;base64,...'), or an http(s) URL where downloads are enabled"
+        ),
+        min_length=1,
+    )
+    question: str = Field(description="the question about the image", min_length=1)
+    targets: list[str] | None = Field(
+        None,
+        description=(
+            "optional: names of the objects to search for (e.g. ['red car']); when given, "
+            "the search starts at once without asking which objects are needed"
+        ),
+    )
+
+
+def _content(out: dict[str, Any]) -> str:
+    image = out.get("image") or {}
+    lines = [str(out.get("answer", "")).strip()]
+    searches: dict[str, Any] = out.get("searches") or {}
+    if searches:
+        lines.append(
+            f"Objects searched (boxes [x1, y1, x2, y2] in pixels of the "
+            f"{image.get('width')}x{image.get('height')} image):"
+        )
+    for target in out.get("targets") or []:
+        outcome = searches.get(target)
+        if outcome is None:
+            continue
+        if outcome["found"]:
+            box = ", ".join(f"{v:.0f}" for v in outcome["box"])
+            confidence = outcome["confidence"] or 0.0
+            lines.append(f"- {target}: found at [{box}], confidence {confidence:.2f}")
+        else:
+            lines.append(f"- {target}: not found ({outcome['message']})")
+    lines.extend(f"Warning: {w}" for w in out.get("warnings") or [])
+    return "\n".join(line for line in lines if line)
+
+
+def _artifact(out: dict[str, Any], crop_scale: float, include_crops: bool) -> dict[str, Any]:
+    searches: dict[str, Any] = out.get("searches") or {}
+    pyramid = None
+    if include_crops and any(o["found"] for o in searches.values()):
+        _, pyramid = load_image(out["image"])
+    targets = []
+    for target in out.get("targets") or []:
+        outcome = searches.get(target)
+        if outcome is None:
+            continue
+        entry: dict[str, Any] = {
+            key: outcome[key]
+            for key in (
+                "target",
+                "found",
+                "box",
+                "confidence",
+                "instances",
+                "stop_reason",
+                "message",
+                "patches_scored",
+            )
+        }
+        if pyramid is not None and outcome["found"] and outcome["box"]:
+            region = crop_box_around(
+                Box(*outcome["box"]), pyramid.width, pyramid.height, crop_scale
+            )
+            entry["crop_box"] = list(region)
+            entry["crop_png_base64"] = encode_image(pyramid.crop(region), "png")
+        targets.append(entry)
+    return {
+        "answer": out.get("answer"),
+        "choice": out.get("choice"),
+        "image": {k: out["image"].get(k) for k in ("uri", "width", "height", "source_url")},
+        "targets": targets,
+        "searches": searches,  # with each search's full patch trace
+        "trace": out.get("events") or [],
+        "warnings": out.get("warnings") or [],
+    }
+
+
+def _error_message(error: ToolException) -> str:
+    return f"visual_search failed: {error}"
+
+
+def _validation_message(error: ValidationError | Exception) -> str:
+    if isinstance(error, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        return f"visual_search was called with invalid arguments: {problems}"
+    return f"visual_search was called with invalid arguments: {error}"
+
+
+def create_visual_search_tool(
+    graph: CompiledStateGraph[Any, Any, Any, Any] | None = None,
+    *,
+    config: SealConfig | dict[str, Any] | None = None,
+    name: str = DEFAULT_NAME,
+    description: str = DEFAULT_DESCRIPTION,
+    include_crops: bool = True,
+) -> StructuredTool:
+    """A ``visual_search`` tool over a SEAL graph (the lazily built default if ``None``).
+
+    ``config`` is passed to every call as the graph's runtime context (per-call settings).
+    Each call runs in a fresh thread id, so calls never share state even when the graph
+    has a checkpointer.
+    """
+    if config is not None and not isinstance(config, SealConfig | dict):
+        raise TypeError(f"config must be a SealConfig or a dict, got {type(config).__name__}")
+    crop_scale = (
+        SealConfig.model_validate(config).crop_scale
+        if isinstance(config, dict)
+        else (config or SealConfig()).crop_scale
+    )
+
+    def the_graph() -> Any:  # a compiled SEAL graph (its context is SealConfig)
+        if graph is not None:
+            return graph
+        from seal_agent.graph import graph as default_graph
+
+        return default_graph
+
+    def request(
+        image: str, question: str, targets: list[str] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        state: dict[str, Any] = {"image": image, "question": question}
+        if targets is not None:
+            state["targets"] = targets
+        return state, {"configurable": {"thread_id": f"visual-search-{uuid.uuid4()}"}}
+
+    def finish(out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        try:
+            return _content(out), _artifact(out, crop_scale, include_crops)
+        except SealError as exc:
+            raise ToolException(str(exc)) from exc
+
+    def run(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
+        state, run_config = request(image, question, targets)
+        try:
+            out = the_graph().invoke(state, run_config, context=config)
+        except (SealError, ValueError) as exc:
+            raise ToolException(str(exc)) from exc
+        return finish(out)
+
+    async def arun(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
+        state, run_config = request(image, question, targets)
+        try:
+            out = await the_graph().ainvoke(state, run_config, context=config)
+        except (SealError, ValueError) as exc:
+            raise ToolException(str(exc)) from exc
+        return finish(out)
+
+    return StructuredTool.from_function(
+        func=run,
+        coroutine=arun,
+        name=name,
+        description=description,
+        args_schema=VisualSearchInput,
+        response_format="content_and_artifact",
+        handle_tool_error=_error_message,
+        handle_validation_error=_validation_message,
+    )
+
+
+__all__ = ["DEFAULT_DESCRIPTION", "VisualSearchInput", "create_visual_search_tool"]

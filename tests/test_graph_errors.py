@@ -1,0 +1,175 @@
+"""Bad input and misbehaving models end a run with an error that names the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.runnables import RunnableLambda
+from test_graph_fakes import ColourSearchModel, ScriptedChatModel, make_scene, seal_script
+
+from seal_agent.errors import (
+    ChatModelError,
+    InvalidImageError,
+    InvalidQuestionError,
+    SearchModelError,
+)
+from seal_agent.graph import SealConfig, build_graph
+from seal_agent.graph.parsing import TargetListing
+
+
+@pytest.fixture
+def scene_path(tmp_path: Path) -> str:
+    path = tmp_path / "scene.png"
+    make_scene().save(path)
+    return str(path)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SealConfig:
+    return SealConfig(cache_dir=tmp_path / "cache")
+
+
+def _graph(config, script=None, search=None):
+    chat = ScriptedChatModel(script=script or seal_script())
+    return build_graph(chat, search or ColourSearchModel(), config), chat
+
+
+def test_missing_corrupt_and_non_image_files(tmp_path: Path, config):
+    graph, _ = _graph(config)
+    with pytest.raises(InvalidImageError, match="not found"):
+        graph.invoke({"image": str(tmp_path / "missing.png"), "question": "q?"})
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(InvalidImageError, match=r"corrupt\.png"):
+        graph.invoke({"image": str(corrupt), "question": "q?"})
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(InvalidImageError, match="not an image"):
+        graph.invoke({"image": str(text), "question": "q?"})
+    with pytest.raises(InvalidImageError, match="allow_urls"):
+        graph.invoke({"image": "http://127.0.0.1:9/x.png", "question": "q?"})
+
+
+@pytest.mark.parametrize("question", ["", "   ", None, 3])
+def test_empty_or_non_text_question(scene_path, config, question):
+    graph, chat = _graph(config)
+    with pytest.raises(InvalidQuestionError, match="question"):
+        graph.invoke({"image": scene_path, "question": question})
+    assert chat.prompts == []
+
+
+def test_malformed_options(scene_path, config):
+    graph, _ = _graph(config)
+    with pytest.raises(InvalidQuestionError, match="options"):
+        graph.invoke({"image": scene_path, "question": "q?", "options": ["only one"]})
+    with pytest.raises(InvalidQuestionError, match="options"):
+        graph.invoke({"image": scene_path, "question": "q?", "options": ["o"] * 27})
+    with pytest.raises(InvalidImageError, match="no 'image'"):
+        graph.invoke({"question": "q?"})
+
+
+def test_a_chat_model_that_raises_is_named(scene_path, config):
+    def script(text, _):
+        raise ConnectionError("server unreachable")
+
+    graph, _ = _graph(config, script)
+    with pytest.raises(ChatModelError, match=r"ScriptedChatModel.*listing.*server unreachable"):
+        graph.invoke({"image": scene_path, "question": "q?"})
+
+
+def test_an_unreadable_listing_answers_from_the_global_image_with_a_warning(scene_path, config):
+    def script(text, _):
+        return "B" if "A. " in text else ""
+
+    search = ColourSearchModel()
+    graph, _chat = _graph(config, script, search)
+    out = graph.invoke({"image": scene_path, "question": "q?", "options": ["x", "y"]})
+    assert out["choice"] == 1
+    assert sum(search.calls.values()) == 0
+    assert any("could not read a target list" in w for w in out["warnings"])
+
+
+def test_an_empty_final_answer_is_an_error(scene_path, config):
+    def script(text, _):
+        return "" if "Additional visual" in text else seal_script("red square")(text, _)
+
+    graph, _ = _graph(config, script)
+    with pytest.raises(ChatModelError, match="empty answer"):
+        graph.invoke({"image": scene_path, "question": "q?"})
+
+
+def test_an_answer_without_a_recognisable_option_is_kept_with_a_warning(scene_path, config):
+    def script(text, _):
+        return "purple monkey dishwasher" if "A. " in text else "It is red."
+
+    graph, _ = _graph(config, script)
+    out = graph.invoke({"image": scene_path, "question": "q?", "options": ["red", "blue"]})
+    assert out["choice"] is None
+    assert out["answer"] == "purple monkey dishwasher"
+    assert any("option letter" in w for w in out["warnings"])
+
+
+def test_a_search_model_that_raises(scene_path, config):
+    search = ColourSearchModel(fail_on=lambda phrase: True)
+    graph, _ = _graph(config, seal_script("red square"), search)
+    with pytest.raises(SearchModelError, match="red square"):
+        graph.invoke({"image": scene_path, "question": "q?"})
+    tolerant = config.model_copy(update={"raise_on_search_error": False})
+    graph, chat = _graph(tolerant, seal_script("red square"), search)
+    out = graph.invoke({"image": scene_path, "question": "q?"})
+    assert out["searches"]["red square"]["stop_reason"] == "model_error"
+    assert "red square could not be located" in chat.prompts[-1]
+
+
+def test_a_context_cue_failure_does_not_end_the_search(scene_path, config):
+    def script(text, _):
+        if "most likely location" in text:
+            raise TimeoutError("slow")
+        return seal_script("red square")(text, _)
+
+    graph, _ = _graph(config, script)
+    out = graph.invoke({"image": scene_path, "question": "q?"})
+    assert out["searches"]["red square"]["found"]
+
+
+def test_a_bad_per_call_setting_is_refused(scene_path, config):
+    graph, _ = _graph(config)
+    with pytest.raises((ValueError, TypeError)):
+        graph.invoke({"image": scene_path, "question": "q?"}, context={"max_targets": 0})
+
+
+class _StructuredChat(ScriptedChatModel):
+    """A chat model with structured output (as ChatOpenAI has), scripted."""
+
+    structured: Any = None
+
+    def with_structured_output(self, schema, *, include_raw=False, **kwargs):
+        assert schema is TargetListing
+        assert include_raw
+        return RunnableLambda(lambda messages: self.structured(messages))
+
+
+def test_structured_output_is_used_where_the_model_supports_it(scene_path, config):
+    search = ColourSearchModel()
+    chat = _StructuredChat(script=seal_script())
+    chat.structured = lambda m: {
+        "parsed": TargetListing(missing_objects=["blue square"]),
+        "raw": None,
+        "parsing_error": None,
+    }
+    out = build_graph(chat, search, config).invoke({"image": scene_path, "question": "q?"})
+    assert out["targets"] == ["blue square"]
+    assert not any("reply exactly in this format" in p for p in chat.prompts)  # no text listing
+    assert search.calls["red square"] == 0
+
+
+def test_unparseable_structured_output_falls_back_to_the_text_format(scene_path, config):
+    chat = _StructuredChat(script=seal_script("red square"))
+    chat.structured = lambda m: {"parsed": None, "raw": None, "parsing_error": ValueError("x")}
+    out = build_graph(chat, ColourSearchModel(), config).invoke(
+        {"image": scene_path, "question": "q?"}
+    )
+    assert out["targets"] == ["red square"]
+    assert any("reply exactly in this format" in p for p in chat.prompts)

@@ -1,0 +1,446 @@
+"""VStarSearch's contract: results, budgets, faults, the context cue, callbacks, inputs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+from search_fakes import GeometricOracle, ScriptedModel, VirtualPyramid, blank
+
+from seal_agent.errors import InvalidImageError, InvalidQuestionError, SearchModelError
+from seal_agent.imaging.geometry import Box
+from seal_agent.imaging.pyramid import ImagePyramid
+from seal_agent.search import engine as engine_module
+from seal_agent.search.config import STRATEGIES, SearchConfig
+from seal_agent.search.engine import VStarSearch
+from seal_agent.search.protocol import Detection, PatchPrediction
+from seal_agent.search.result import TraceStep
+
+TARGET = Box(2520, 1230, 2544, 1254)  # 24 px in a 4000x3000 image
+
+
+def oracle_search(
+    strategy: str = "vstar",
+    size: tuple[int, int] = (4000, 3000),
+    objects: dict[str, list[Box]] | None = None,
+    **config: object,
+):
+    pyramid = VirtualPyramid(*size)
+    model = GeometricOracle(pyramid, objects if objects is not None else {"star": [TARGET]})
+    cfg = SearchConfig(strategy=strategy, **{"max_calls": None, "deadline_s": None, **config})
+    return VStarSearch(model, cfg), pyramid, model
+
+
+# -- finding -----------------------------------------------------------------------------
+def test_vstar_finds_a_small_target_and_returns_image_pixels() -> None:
+    search, pyramid, _ = oracle_search()
+    result = search.search(pyramid, "star")
+    assert result.found
+    assert result.stop_reason == "found"
+    assert result.box is not None
+    assert result.box.iou(TARGET) > 0.99
+    assert result.confidence is not None
+    assert result.confidence > 0.5
+    assert result.patches_scored == len(result.trace) == result.forward_passes
+    assert result.instances == []  # found below the root
+    assert "found" in result.message
+
+
+def test_the_root_view_alone_cannot_see_the_target() -> None:
+    """The fake's physics: 24 px in 4000 px is 3 model px at the root, not a detection."""
+    search, pyramid, _ = oracle_search()
+    result = search.search(pyramid, "star")
+    assert result.trace[0].best_score is None
+    assert len(result.trace) > 1
+
+
+def test_candidate_zoom_confirms_a_sub_threshold_candidate_in_one_step() -> None:
+    # 28 px target in 4000 px: 3.6 view px at the root -> a weak (~0.06) candidate.
+    big = Box(1000, 2000, 1028, 2028)
+    search, pyramid, _ = oracle_search(objects={"star": [big]}, zoom_min_confidence=0.05)
+    result = search.search(pyramid, "star")
+    assert 0.05 < (result.trace[0].best_score or 0) < 0.1
+    assert result.found
+    assert result.patches_scored == 2
+    zoom = result.trace[1].patch
+    assert (zoom.width, zoom.height) == (512, 512)
+    assert zoom.contains(big)
+    assert result.trace[1].parent == 0
+    assert result.trace[0].kind == "root"
+    assert result.trace[1].kind == "zoom"
+    no_zoom, pyramid2, _ = oracle_search(
+        objects={"star": [big]}, zoom_min_confidence=0.05, candidate_zoom=False
+    )
+    slower = no_zoom.search(pyramid2, "star")
+    assert slower.found
+    assert slower.patches_scored > 2
+
+
+def test_result_boxes_are_clipped_to_the_image() -> None:
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        return PatchPrediction((Detection(Box(-20, -20, 600, 100), 0.9),), np.zeros((2, 2)))
+
+    model = ScriptedModel(answer)
+    result = VStarSearch(model).search(VirtualPyramid(400, 300), "star")
+    assert result.box == Box(0, 0, 400, 300 * 100 / 384)
+
+
+def test_every_instance_above_the_bar_is_returned_at_the_root() -> None:
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        dets = (
+            Detection(Box(0, 0, 10, 10), 0.7),
+            Detection(Box(100, 100, 120, 120), 0.95),
+            Detection(Box(200, 200, 220, 220), 0.4),
+        )
+        return PatchPrediction(dets, np.zeros((2, 2)))
+
+    result = VStarSearch(ScriptedModel(answer)).search(VirtualPyramid(4000, 3000), "star")
+    assert result.found
+    assert result.patches_scored == 1
+    assert [round(i.score, 2) for i in result.instances] == [0.95, 0.7]
+    scale = 4000 / 512
+    assert result.box == Box(100 * scale, 100 * scale, 120 * scale, 120 * scale)
+    assert result.instances[0].box == result.box
+
+
+def test_multi_instance_scene_through_the_oracle_returns_both_at_the_root() -> None:
+    stars = [Box(100, 100, 700, 700), Box(3000, 2000, 3600, 2600)]
+    search, pyramid, _ = oracle_search(objects={"star": stars})
+    result = search.search(pyramid, "star")
+    assert result.patches_scored == 1
+    assert len(result.instances) == 2
+    assert {round(i.box.x1) for i in result.instances} == {100, 3000}
+
+
+def test_fallback_candidate_counts_as_found_above_confidence_low() -> None:
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        return PatchPrediction((Detection(Box(0, 0, 10, 10), 0.35),), np.zeros((2, 2)))
+
+    result = VStarSearch(ScriptedModel(answer)).search(VirtualPyramid(300, 300), "star")
+    assert result.found
+    assert result.stop_reason == "fallback"
+    assert result.confidence == pytest.approx(0.35)
+
+
+def test_nothing_found_is_exhausted_with_a_reason() -> None:
+    search, pyramid, _ = oracle_search(objects={})
+    result = search.search(pyramid, "star")
+    assert not result.found
+    assert result.stop_reason == "exhausted"
+    assert result.box is None
+    assert "not found" in result.message
+
+
+# -- budgets -----------------------------------------------------------------------------
+def test_call_budget_stops_the_search_with_the_best_candidate() -> None:
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        dets = (Detection(Box(5, 5, 15, 15), 0.45),) if call == 1 else ()
+        return PatchPrediction(dets, np.zeros((2, 2)))
+
+    config = SearchConfig(strategy="bfs", max_calls=3)
+    result = VStarSearch(ScriptedModel(answer), config).search(VirtualPyramid(4000, 3000), "star")
+    assert result.stop_reason == "budget"
+    assert not result.found
+    assert result.patches_scored == 3
+    assert result.confidence == pytest.approx(0.45)
+    assert result.box is not None
+    assert "max_calls" in result.message
+
+
+def test_batched_search_never_exceeds_the_call_budget() -> None:
+    config = SearchConfig(strategy="sliding-window", max_calls=5)
+    result = VStarSearch(ScriptedModel(lambda *_: blank()), config).search(
+        VirtualPyramid(4000, 3000), "star"
+    )
+    assert result.patches_scored == 5
+    assert result.stop_reason == "budget"
+
+
+def test_deadline_stops_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(engine_module, "_clock", lambda: now[0])
+
+    def slow(call: int, view: int, phrase: str) -> PatchPrediction:
+        now[0] += 1.0  # each call takes a (fake) second
+        return blank()
+
+    config = SearchConfig(strategy="bfs", deadline_s=3.5, max_calls=None)
+    result = VStarSearch(ScriptedModel(slow), config).search(VirtualPyramid(4000, 3000), "star")
+    assert result.stop_reason == "deadline"
+    assert not result.found
+    assert result.patches_scored == 4
+    assert "deadline" in result.message
+
+
+# -- model faults ------------------------------------------------------------------------
+class RaisingModel:
+    input_size = 512
+    thresholds = ScriptedModel(lambda *_: blank()).thresholds
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def predict(self, views: Sequence[Image.Image], phrases: Sequence[str]):
+        raise self.exc
+
+
+def test_a_raising_model_ends_the_search_cleanly() -> None:
+    result = VStarSearch(RaisingModel(RuntimeError("CUDA out of memory"))).search(
+        VirtualPyramid(1000, 1000), "star"
+    )
+    assert result.stop_reason == "model_error"
+    assert not result.found
+    assert "RuntimeError" in result.message
+    assert "CUDA out of memory" in result.message
+
+
+def test_keyboard_interrupt_is_not_swallowed() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        VStarSearch(RaisingModel(KeyboardInterrupt())).search(VirtualPyramid(1000, 1000), "star")
+
+
+@pytest.mark.parametrize(
+    ("output", "fault"),
+    [
+        (lambda n, p: [], "returned 0 results for 1 views"),
+        (lambda n, p: [[blank()] * (len(p) + 1)] * n, "malformed result"),
+        (lambda n, p: [["not a prediction"] * len(p)] * n, "expected PatchPrediction"),
+        (
+            lambda n, p: [[PatchPrediction((), np.zeros(5))] * len(p)] * n,
+            "not a 2-D array",
+        ),
+        (
+            lambda n, p: [[PatchPrediction((), np.full((2, 2), np.nan))] * len(p)] * n,
+            "NaN",
+        ),
+        (
+            lambda n, p: (
+                [
+                    [PatchPrediction((Detection(Box(0, 0, 1, 1), math.nan),), np.zeros((2, 2)))]
+                    * len(p)
+                ]
+                * n
+            ),
+            "non-finite",
+        ),
+        (lambda n, p: None, "returned NoneType"),
+    ],
+)
+def test_malformed_output_ends_the_search_naming_the_fault(output, fault: str) -> None:
+    class Malformed:
+        input_size = 512
+        thresholds = RaisingModel.thresholds
+
+        def predict(self, views, phrases):
+            return output(len(views), phrases)
+
+    result = VStarSearch(Malformed()).search(VirtualPyramid(1000, 1000), "star")
+    assert result.stop_reason == "model_error"
+    assert not result.found
+    assert fault in result.message
+
+
+def test_models_without_the_protocol_are_rejected_up_front() -> None:
+    class NoSize:
+        thresholds = RaisingModel.thresholds
+
+        def predict(self, views, phrases):
+            return []
+
+    with pytest.raises(SearchModelError, match="input_size"):
+        VStarSearch(NoSize())  # type: ignore[arg-type]
+
+
+def test_inconsistent_threshold_overrides_are_rejected() -> None:
+    with pytest.raises(ValueError, match="confidence_low"):
+        VStarSearch(
+            ScriptedModel(lambda *_: blank()),
+            SearchConfig(confidence_high=0.2, confidence_low=0.4),
+        )
+
+
+def test_threshold_overrides_apply() -> None:
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        return PatchPrediction((Detection(Box(0, 0, 10, 10), 0.45),), np.zeros((2, 2)))
+
+    model = ScriptedModel(answer)
+    config = SearchConfig(confidence_high=0.4)
+    result = VStarSearch(model, config).search(VirtualPyramid(4000, 3000), "star")
+    assert result.stop_reason == "found"
+    assert result.patches_scored == 1
+
+
+# -- the context cue ----------------------------------------------------------------------
+def weak_cue_model() -> ScriptedModel:
+    """Target heatmap below every cue threshold; the context phrase lights one corner."""
+
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        if phrase == "table":
+            return PatchPrediction((), np.array([[0.0, 0.0], [0.0, 1.0]]))
+        return PatchPrediction((), np.full((2, 2), 0.01))
+
+    return ScriptedModel(answer)
+
+
+@pytest.mark.parametrize("strategy", ["vstar", "seal"])
+def test_context_cue_is_asked_once_and_only_when_needed(strategy: str) -> None:
+    asked: list[str] = []
+
+    def context_cue(target: str) -> str:
+        asked.append(target)
+        return "table"
+
+    model = weak_cue_model()
+    config = SearchConfig(strategy=strategy, max_calls=40)
+    result = VStarSearch(model, config).search(
+        VirtualPyramid(4000, 3000), "star", context_cue=context_cue
+    )
+    assert asked == ["star"]
+    assert result.trace[0].cue == "context"
+    assert result.trace[0].context_phrase == "table"
+    # Guided by the context: the bottom-right child goes first.
+    assert result.trace[1].patch.x2 == 4000
+    assert result.trace[1].patch.y2 == 3000
+    if strategy == "vstar":
+        # One extra pass for the root (the phrase was unknown when it was scored), then
+        # target and context share every call.
+        assert model.calls[0] == (1, ("star",))
+        assert model.calls[1] == (1, ("table",))
+        assert all(phrases == ("star", "table") for _, phrases in model.calls[2:])
+        assert result.patches_scored == len(result.trace) + 1
+    else:
+        # The reference scores the context in a second pass at every weak-cue patch,
+        # and counts it.
+        context_calls = [c for c in model.calls if c[1] == ("table",)]
+        expanded = [s for s in result.trace if s.cue == "context"]
+        assert len(context_calls) == len(expanded) > 1
+        assert result.patches_scored == len(result.trace) + len(context_calls)
+    assert result.forward_passes == len(model.calls)
+
+
+def test_strong_target_cue_never_asks_for_context() -> None:
+    asked: list[str] = []
+    search, pyramid, _ = oracle_search()
+    result = search.search(pyramid, "star", context_cue=lambda t: asked.append(t) or "table")
+    assert result.found
+    assert asked == []
+
+
+def test_missing_or_failing_context_falls_back_to_the_target_cue() -> None:
+    def broken(target: str) -> str:
+        raise ConnectionError("LLM down")
+
+    for cue in (None, lambda t: None, lambda t: "  ", broken):
+        model = weak_cue_model()
+        result = VStarSearch(model, SearchConfig(max_calls=5)).search(
+            VirtualPyramid(4000, 3000), "star", context_cue=cue
+        )
+        assert result.trace[0].cue == "target"
+        assert all(phrases == ("star",) for _, phrases in model.calls)
+        if cue is broken:
+            assert "context cue failed" in result.message
+            assert "LLM down" in result.message
+
+
+# -- strategies -------------------------------------------------------------------------
+def test_every_strategy_is_selectable_by_name_and_unknown_names_are_rejected() -> None:
+    for name in STRATEGIES:
+        search, pyramid, _ = oracle_search(name)
+        result = search.search(pyramid, "star")
+        assert result.strategy == name
+        assert result.found, name
+    with pytest.raises(ValidationError):
+        SearchConfig(strategy="a-star")  # type: ignore[arg-type]
+
+
+def test_uninformed_strategies_differ_only_in_order() -> None:
+    """Target absent: every tree strategy scores the very same patches, in its own order."""
+    orders = {}
+    for name in ("vstar", "bfs", "dfs", "random-bfs", "random-dfs"):
+        search, pyramid, _ = oracle_search(name, size=(3000, 2000), objects={})
+        result = search.search(pyramid, "star")
+        assert result.stop_reason == "exhausted"
+        orders[name] = [s.patch for s in result.trace]
+    patch_sets = {name: sorted(order) for name, order in orders.items()}
+    assert all(p == patch_sets["bfs"] for p in patch_sets.values())
+    del orders["vstar"]  # with flat heatmaps its order is by area share; may match bfs
+    assert len({tuple(order) for order in orders.values()}) == len(orders)
+
+
+def test_bfs_goes_level_by_level_and_dfs_goes_deep_first() -> None:
+    search, pyramid, _ = oracle_search("bfs", size=(3000, 2000), objects={})
+    bfs = search.search(pyramid, "star").trace
+    assert [s.level for s in bfs] == sorted(s.level for s in bfs)
+    search, pyramid, _ = oracle_search("dfs", size=(3000, 2000), objects={})
+    dfs = search.search(pyramid, "star").trace
+    assert [s.level for s in dfs[:4]] == [1, 2, 3, 4]
+    assert dfs[1].patch.x1 == 0
+    assert dfs[1].patch.y1 == 0
+
+
+def test_random_orders_are_seeded() -> None:
+    def order(name: str, seed: int) -> list[Box]:
+        search, pyramid, _ = oracle_search(name, size=(3000, 2000), objects={}, seed=seed)
+        return [s.patch for s in search.search(pyramid, "star").trace]
+
+    for name in ("random-bfs", "random-dfs"):
+        assert order(name, 1) == order(name, 1)
+        assert order(name, 1) != order(name, 2)
+    levels = [
+        s.level
+        for s in oracle_search("random-bfs", size=(3000, 2000), objects={})[0]
+        .search(VirtualPyramid(3000, 2000), "star")
+        .trace
+    ]
+    assert levels == sorted(levels)
+
+
+def test_sliding_window_scores_tiles_in_raster_batches() -> None:
+    search, pyramid, _ = oracle_search("sliding-window")
+    result = search.search(pyramid, "star")
+    assert result.found
+    assert result.box is not None
+    assert result.box.iou(TARGET) > 0.99
+    assert result.forward_passes == math.ceil(result.patches_scored / 8)
+    tiles = [s.patch for s in result.trace]
+    assert all((t.width, t.height) == (512, 512) for t in tiles)
+    assert [(t.y1, t.x1) for t in tiles] == sorted((t.y1, t.x1) for t in tiles)
+
+
+def test_batched_vstar_scores_several_patches_per_pass() -> None:
+    _search, pyramid, model = oracle_search(size=(12000, 9000), batch_size=4, objects={})
+    result = VStarSearch(model, SearchConfig(batch_size=4, max_calls=60)).search(pyramid, "star")
+    assert result.patches_scored == 60
+    assert result.forward_passes == 1 + math.ceil(59 / 4)  # the root is alone in its pass
+    assert all(n <= 4 for n, _ in model.calls)
+
+
+# -- callbacks and inputs ---------------------------------------------------------------
+def test_on_step_reports_every_visited_patch_in_order() -> None:
+    seen: list[TraceStep] = []
+    search, pyramid, _ = oracle_search("bfs")
+    result = search.search(pyramid, "star", on_step=seen.append)
+    assert seen == result.trace
+    assert [s.index for s in seen] == list(range(len(seen)))
+
+
+def test_accepts_a_pil_image_or_a_pyramid_and_rejects_other_inputs() -> None:
+    image = Image.new("RGB", (640, 480), (120, 120, 120))
+    model = ScriptedModel(lambda *_: blank())
+    assert VStarSearch(model).search(image, "star").patches_scored >= 1
+    assert VStarSearch(model).search(ImagePyramid(image), "star").patches_scored >= 1
+    with pytest.raises(InvalidImageError):
+        VStarSearch(model).search(np.zeros((4, 4, 3)), "star")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("target", ["", "   ", None, 3])
+def test_empty_targets_are_rejected(target: object) -> None:
+    with pytest.raises(InvalidQuestionError):
+        VStarSearch(ScriptedModel(lambda *_: blank())).search(
+            VirtualPyramid(100, 100),
+            target,  # type: ignore[arg-type]
+        )
