@@ -74,8 +74,11 @@ SEED_RETRY_STRIDE = 1_000_003
 ABLATIONS: dict[str, dict[str, Any]] = {
     "vstar-no-zoom": {"strategy": "vstar", "candidate_zoom": False},
     "vstar-no-overlap": {"strategy": "vstar", "split_overlap": 0.0},
+    "vstar-ref-priority": {"strategy": "vstar", "priority": "reference"},
     "vstar-context-only": {"strategy": "vstar", "weak_cue": "context"},
     "vstar-target-only": {"strategy": "vstar", "weak_cue": "target"},
+    "vstar-native-tiles": {"strategy": "vstar", "native_tiles": 9},
+    "vstar-batch2": {"strategy": "vstar", "batch_size": 2},
     "vstar-batch4": {"strategy": "vstar", "batch_size": 4},
 }
 
@@ -381,8 +384,8 @@ def memory_probe(path: str, target: str, input_size: int, context: str | None) -
     model = reference_model(input_size)
     model.predict([Image.new("RGB", (input_size, input_size))], [target])  # lazy init
     baseline = _rss_kib("VmRSS")
-    with Image.open(path) as opened:
-        image = opened.convert("RGB") if opened.mode != "RGB" else opened.copy()
+    image = Image.open(path)
+    image.load()  # decode in place (a .copy() here would double the peak)
     decoded = _rss_kib("VmRSS")
     result = VStarSearch(model, SearchConfig(max_calls=4000, deadline_s=None)).search(
         image, target, context_cue=lambda t: context

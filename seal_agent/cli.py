@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, cast
 
 from seal_agent.errors import SealError
 from seal_agent.search.config import STRATEGIES
@@ -55,6 +55,7 @@ def _models(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.vqa_model:
         chat_kwargs["model_id"] = args.vqa_model
     vqa = TransformersChatModel(**{k: v for k, v in chat_kwargs.items() if v is not None})
+    search: GroundingDinoSearchModel | OwlSearchModel
     if args.search_model == "grounding-dino":
         search = GroundingDinoSearchModel(device=args.device)
     elif args.search_model == "owlv2":
@@ -88,9 +89,9 @@ def ask(args: argparse.Namespace) -> int:
     final: dict[str, Any] = {}
     for mode, chunk in graph.stream(inputs, stream_mode=["custom", "values"]):
         if mode == "custom" and not args.quiet:
-            _print_event(chunk)
+            _print_event(cast(dict[str, Any], chunk))
         elif mode == "values":
-            final = chunk
+            final = cast(dict[str, Any], chunk)
     if args.json:
         print(json.dumps(final, default=str, indent=2))
         return 0

@@ -30,10 +30,14 @@ SIZES = [
 ]
 
 
-def exhaust(width: int, height: int, strategy: str, input_size: int = 512) -> SearchResult:
+def exhaust(
+    width: int, height: int, strategy: str, input_size: int = 512, native_tiles: int = 0
+) -> SearchResult:
     """Score every patch of the tree (a model that never sees anything)."""
     model = ScriptedModel(lambda *_: blank(), input_size=input_size)
-    config = SearchConfig(strategy=strategy, max_calls=None, deadline_s=None)
+    config = SearchConfig(
+        strategy=strategy, max_calls=None, deadline_s=None, native_tiles=native_tiles
+    )
     return VStarSearch(model, config).search(VirtualPyramid(width, height), "star")
 
 
@@ -155,3 +159,13 @@ def test_native_tree_depth_grows_with_log_of_the_size() -> None:
     # Each level halves the side (a little less with overlap): 12000 -> <= 512.
     assert deepest - 1 >= math.ceil(math.log2(12000 / 512))
     assert deepest - 1 <= math.ceil(math.log2(12000 / 512)) + 1
+
+
+def test_native_tiles_end_the_tree_in_one_step_at_native_resolution() -> None:
+    plain = exhaust(4000, 3000, "bfs")
+    tiled = exhaust(4000, 3000, "bfs", native_tiles=9)
+    assert plain.patches_scored == 1 + 4 + 16 + 64 + 256
+    assert tiled.patches_scored == 1 + 4 + 16 + 16 * 6  # 1266x949 -> six 512 px tiles
+    parents = split_parents(tiled)
+    leaves = [s.patch for s in tiled.trace if s.index not in parents]
+    assert {(leaf.width, leaf.height) for leaf in leaves} == {(512, 512)}

@@ -215,8 +215,8 @@ def draw_shape(
     """Draw a filled shape in the box [x, x+s)², without anti-aliasing.
 
     PIL addresses pixel centres: a span of s pixels starting at pixel x runs from x to
-    x + s - 1, so continuous box coordinates are mapped by the factor (s - 1) / s.
-    Floats are accepted so that the perception can render supersampled templates.
+    x + s - 1, so continuous box coordinates are mapped by the factor (s - 1) / s. The
+    cross's bars are s/3 thick, rounded to whole pixels for integer boxes.
     """
     last = s - 1
     if shape == "square":
