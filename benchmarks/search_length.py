@@ -2,7 +2,8 @@
 
 Like the V* paper's search-length table (vstar-reference.md), on N scenes (default 200):
 mostly 4000x3000, plus V*Bench-sized 2246x1582 images, 8K frames, 1:15 panoramas in both
-orientations and a few 12000x9000 scans; targets of 12-40 px; tables in every scene.
+orientations, other camera sizes and a few 12000x9000 scans; targets of 12-40 px; tables
+in every scene.
 For each strategy: success (found and IoU > 0.5 with the true box), mean and median
 patches scored (the search length), mean forward passes, wall time per target, and how
 many searches the call budget cut short; a ``root-only`` row scores the root view alone.
@@ -55,7 +56,9 @@ from seal_agent.shapeworld.scene import (  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "search_length.json"
 
-#: One cycle of 20 scene sizes; every 40th scene (index 19, 59, ...) is a 12000x9000 scan.
+#: One cycle of 20 scene sizes (4000x3000 first, then V*Bench's 2246x1582, 8K frames,
+#: 1:15 panoramas both ways, portrait, 3:1, a 20 MP camera frame, a square); every 80th
+#: scene (index 19, 99, 179) is a 12000x9000 scan instead: a few, as they cost ~40x more.
 SIZE_CYCLE: tuple[tuple[int, int], ...] = (
     *[(4000, 3000)] * 9,
     *[(2246, 1582)] * 3,
@@ -64,7 +67,7 @@ SIZE_CYCLE: tuple[tuple[int, int], ...] = (
     (600, 9000),
     (3000, 4000),
     (6000, 2000),
-    (1024, 768),
+    (5472, 3648),
     (2000, 2000),
 )
 SCAN_SIZE = (12000, 9000)
@@ -85,7 +88,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 
 # -- scenes ---------------------------------------------------------------------------------
 def scene_size(index: int) -> tuple[int, int]:
-    if index % 40 == 19:
+    if index % 80 == 19:
         return SCAN_SIZE
     return SIZE_CYCLE[index % len(SIZE_CYCLE)]
 

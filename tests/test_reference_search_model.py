@@ -8,14 +8,20 @@ from functools import cache
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from seal_agent.errors import InvalidImageError, SearchModelError
 from seal_agent.imaging.geometry import Box, ViewTransform
 from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search.protocol import SearchModel, validate_predictions
 from seal_agent.shapeworld.perception import Phrase, analyze_view
-from seal_agent.shapeworld.scene import SHAPES, Scene, generate_scene
+from seal_agent.shapeworld.scene import (
+    SHAPES,
+    TABLE_COLOUR,
+    Scene,
+    generate_scene,
+    render_background,
+)
 from seal_agent.shapeworld.search_model import ReferenceSearchModel
 
 MODEL = ReferenceSearchModel()
@@ -191,3 +197,62 @@ def test_empty_view_list_and_blank_view() -> None:
     (prediction,) = MODEL.predict([blank], ["star"])[0]
     assert prediction.detections == ()
     assert not prediction.heatmap.any()
+
+
+def test_panorama_roots_show_no_confident_false_shapes() -> None:
+    """9000x600 roots (512x34 views): every object is <= 3.4 model px, so no shape may
+    be named; table edges blur into brown-and-background lines that are no shape."""
+    views = []
+    for seed in range(10):
+        scene = generate_scene(seed, width=9000, height=600, kind="relative_position")
+        views.append(ImagePyramid(scene.image).view(Box(0, 0, 9000, 600), MODEL.input_size)[0])
+    predictions = MODEL.predict(views, list(SHAPES))
+    confident = [
+        (seed, shape, round(d.score, 3))
+        for seed, row in enumerate(predictions)
+        for shape, prediction in zip(SHAPES, row, strict=True)
+        for d in prediction.detections
+        if d.score > 0.5
+    ]
+    assert sum(len(p.detections) for row in predictions for p in row) > 300
+    assert confident == []
+
+
+@pytest.mark.parametrize("side", [224, 300, 450])
+def test_enlarged_plain_patches_show_no_objects(side: int) -> None:
+    """Patches smaller than the input are enlarged (bilinear) by the pyramid; the
+    smoothed noise must not become objects."""
+    scene = generate_scene(
+        7, width=2000, height=1500, n_tables=0, n_distractors=(20, 20), target_size=12
+    )
+    pyramid = ImagePyramid(scene.image)
+    occupied = [o.box for o in scene.objects]
+    corners = ((x, y) for x in range(0, 2000 - side, 50) for y in range(0, 1500 - side, 50))
+    patch = next(
+        b
+        for b in (Box(x, y, x + side, y + side) for x, y in corners)
+        if all(b.intersection(o.expand(4, 4)).is_empty for o in occupied)
+    )
+    view, _ = pyramid.view(patch, MODEL.input_size)
+    assert view.size == (MODEL.input_size, MODEL.input_size)
+    for prediction in MODEL.predict([view], ["star", "red", "cross"])[0]:
+        assert all(d.score < 0.3 for d in prediction.detections)
+
+
+def test_table_edges_blurred_into_a_panorama_root_are_no_shapes() -> None:
+    """Tables alone on a gradient, shrunk 17x: the edge rows mix cloth and background
+    (with the gradient running across them) and must not add up to any shape."""
+    rng = np.random.default_rng(0)
+    strongest = []
+    for index in range(20):
+        top, bottom = (tuple(int(v) for v in rng.integers(90, 171, 3)) for _ in range(2))
+        image = render_background(9000, 600, top, bottom, 6.0, np.random.default_rng(index))
+        draw = ImageDraw.Draw(image)
+        for _ in range(3):
+            x, y = int(rng.integers(0, 8000)), int(rng.integers(0, 400))
+            w, h = int(rng.integers(700, 2700)), int(rng.integers(48, 180))
+            draw.rectangle((x, y, x + w - 1, y + h - 1), fill=TABLE_COLOUR)
+        view, _ = ImagePyramid(image).view(Box(0, 0, 9000, 600), MODEL.input_size)
+        analysis, _, _ = analyze_view(view, MODEL.input_size)
+        strongest.append(float(analysis.shape_confidence.max(initial=0.0)))
+    assert max(strongest) < 0.1

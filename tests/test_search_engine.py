@@ -444,3 +444,45 @@ def test_empty_targets_are_rejected(target: object) -> None:
             VirtualPyramid(100, 100),
             target,  # type: ignore[arg-type]
         )
+
+
+# -- fallback candidates -----------------------------------------------------------------
+def coarse_candidate_model(zoom_score: float | None) -> ScriptedModel:
+    """Root: a 0.4 candidate (above confidence_low); every closer look: ``zoom_score``."""
+
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        if call == 0:
+            return PatchPrediction((Detection(Box(250, 250, 262, 262), 0.4),), np.zeros((2, 2)))
+        if call == 1 and zoom_score is not None:
+            return PatchPrediction(
+                (Detection(Box(250, 250, 274, 274), zoom_score),), np.zeros((2, 2))
+            )
+        return blank()
+
+    return ScriptedModel(answer)
+
+
+def test_a_closer_look_that_sees_nothing_dismisses_a_coarse_candidate() -> None:
+    config = SearchConfig(max_calls=None)
+    result = VStarSearch(coarse_candidate_model(None), config).search(
+        VirtualPyramid(1000, 1000), "star"
+    )
+    assert result.trace[1].kind == "zoom"
+    assert result.stop_reason == "exhausted"
+    assert not result.found
+    # The reference keeps the best score ever seen, so it reports the blur as found.
+    seal = VStarSearch(coarse_candidate_model(None), SearchConfig(strategy="seal")).search(
+        VirtualPyramid(1000, 1000), "star"
+    )
+    assert seal.stop_reason == "fallback"
+    assert seal.found
+
+
+def test_a_closer_looks_own_candidate_is_the_fallback() -> None:
+    result = VStarSearch(coarse_candidate_model(0.35), SearchConfig(max_calls=None)).search(
+        VirtualPyramid(1000, 1000), "star"
+    )
+    assert result.stop_reason == "fallback"
+    assert result.confidence == pytest.approx(0.35)
+    assert result.box is not None
+    assert result.trace[1].kind == "zoom"

@@ -7,16 +7,21 @@ recognise it there, yet must still say "this smudge is more star-like than that 
 (the heatmap a real detector's patch scores give), and must recognise the star plainly
 once the search zooms in.
 
-How it works, per view, in model pixels:
+How it works, per view, in model pixels. An image smaller than ``input_size`` (a crop
+the VQA model is shown enlarged) is analysed at its own pixels, boxes scaled to the
+image: enlarging adds no detail, only smooths the noise into object-like blobs.
 
-1. Local background: a smooth field estimated from block means of pixels that are not
-   palette- or table-coloured, upsampled bilinearly. Tables are brown regions found by
-   colour, filled (objects on a table are holes in it), and are the local background
-   of what lies on them.
+1. Local background: tables first, brown regions found by colour, filled (objects on a
+   table are holes in it): they are the local background of what lies on them. Then a
+   smooth field from block medians of pixels that are neither palette- nor
+   table-coloured (nor on a table), interpolated bilinearly, or the view's frame where an
+   object fills the view; the noise is measured about it (robustly, at the analysed
+   resolution).
 2. Coverage: each pixel that differs from its local background beyond the noise is
    unmixed against each palette colour (``pixel = background + a * (colour -
    background)``); area averaging makes a sub-pixel object a partial mixture, so ``a`` is
-   the fraction of the model pixel the object covers.
+   the fraction of the model pixel the object covers. Luma weighs more than chroma in
+   the fit, as JPEG keeps luma sharp and blurs chroma.
 3. Blobs: connected components of covered pixels; per blob the ink (sum of coverage, an
    area), the centroid, the colour (the colour holding most ink).
 4. Shape: analysis by synthesis. For each shape hypothesis the shape of that ink and
@@ -24,9 +29,12 @@ How it works, per view, in model pixels:
    compared with the observed coverage; the squared errors become a posterior over the
    five shapes. Tiny blobs look alike under every hypothesis (posterior near uniform);
    resolved blobs match one template only.
-5. Confidence = posterior x acuity(size in model px): the acuity term is the encoder's
-   resolving power (shapes of a few model pixels cannot be named, whatever the pixels
-   say), calibrated on generated scenes (see ``benchmarks/`` and the tests).
+5. Confidence = posterior x acuity(size in model px) x fit: the acuity term is the
+   encoder's resolving power (shapes of a few model pixels cannot be named, whatever the
+   pixels say), calibrated on generated scenes (see ``benchmarks/`` and the tests); the
+   fit falls with ink that the best template leaves unexplained beyond a hard-edged
+   outline's pixel staircase, and with a spread no compact shape of that ink has (two
+   smudges merged into one blob, a table edge blurred into a line).
 """
 
 from __future__ import annotations
@@ -78,6 +86,11 @@ class PerceptionConfig(BaseModel):
     heatmap_sigma_px: float = Field(6.0, gt=0, description="heatmap blur, model px")
     misfit_scale: float = Field(
         0.1, gt=0, description="share of a blob's ink left unexplained that halves evidence"
+    )
+    staircase_error: float = Field(
+        0.2,
+        ge=0,
+        description="ink (px²) per px of outline that a hard-edged rendering may misplace",
     )
     evidence_power: float = Field(
         2.0, gt=0, description="sharpens shape evidence so one good match outweighs clutter"
@@ -149,6 +162,12 @@ def parse_phrase(text: str) -> Phrase:
 _WINDOW = 20  # model px: side of the window a small blob is compared in
 _DIRECT_EXTENT = 14  # blobs up to this extent are fitted directly, larger ones downsampled
 _TRUNCATED_TEMPER = 0.15  # weight of the shape evidence of a blob cut by the view's edge
+_SOLID = 0.9  # coverage of a pixel fully inside a shape (up to noise)
+# Share of a blob's ink in solid pixels from which on (to which) its outline is taken
+# for a hard pixel staircase: ~1 at the source resolution, well under 0.75 once shrunk.
+_STAIRCASE_FROM, _STAIRCASE_FULL = 0.75, 0.95
+_SPREAD_SLACK = 0.5  # px²: a pixel's own extent and a shrunk view's blur
+_SPREAD_TOLERANCE = 1.5  # spread over that of a compact shape of the same ink
 _SUPERSAMPLE = 8
 _OFFSETS = 4  # sub-pixel centroid positions per axis: -0.5, -0.25, 0, 0.25
 _SIZE_MIN, _SIZE_MAX, _SIZE_RATIO = 1.2, 16.0, 1.06
@@ -161,6 +180,30 @@ _TABLE_INDEX = len(COLOURS)  # colour index used for "brown" in the unmixing
 _REFERENCE_RGB = np.vstack([_PALETTE_RGB, _TABLE_RGB[None]])
 
 
+def _vertices(shape: Shape) -> list[tuple[float, float]]:
+    """Polygon of a triangle or star in its unit box [0, 1]²."""
+    if shape == "triangle":
+        return [(0.0, 1.0), (1.0, 1.0), (0.5, 0.0)]
+    inner = STAR_INNER_RATIO * 0.5
+    return [
+        (
+            0.5 + (0.5 if k % 2 == 0 else inner) * math.cos(-math.pi / 2 + k * math.pi / 5),
+            0.5 + (0.5 if k % 2 == 0 else inner) * math.sin(-math.pi / 2 + k * math.pi / 5),
+        )
+        for k in range(10)
+    ]
+
+
+def _outline_length(shape: Shape) -> float:
+    """Perimeter of the ideal shape in units of its box side."""
+    if shape == "circle":
+        return math.pi
+    if shape in ("square", "cross"):
+        return 4.0  # a plus sign of bars 1/3 thick: twelve edges of 1/3
+    vertices = _vertices(shape)
+    return sum(math.dist(a, b) for a, b in zip(vertices, vertices[1:] + vertices[:1], strict=True))
+
+
 def _inside(shape: Shape, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Point membership of the ideal shape in its unit box [0, 1]²."""
     if shape == "square":
@@ -170,17 +213,7 @@ def _inside(shape: Shape, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if shape == "cross":
         in_box = (x >= 0) & (x < 1) & (y >= 0) & (y < 1)
         return in_box & ((np.abs(x - 0.5) <= 1 / 6) | (np.abs(y - 0.5) <= 1 / 6))
-    if shape == "triangle":
-        vertices = [(0.0, 1.0), (1.0, 1.0), (0.5, 0.0)]
-    else:
-        inner = STAR_INNER_RATIO * 0.5
-        vertices = [
-            (
-                0.5 + (0.5 if k % 2 == 0 else inner) * math.cos(-math.pi / 2 + k * math.pi / 5),
-                0.5 + (0.5 if k % 2 == 0 else inner) * math.sin(-math.pi / 2 + k * math.pi / 5),
-            )
-            for k in range(10)
-        ]
+    vertices = _vertices(shape)
     inside = np.zeros(np.broadcast(x, y).shape, dtype=bool)
     for (x1, y1), (x2, y2) in zip(vertices, vertices[1:] + vertices[:1], strict=True):
         crosses = (y1 > y) != (y2 > y)
@@ -204,16 +237,20 @@ class _TemplateBank:
     hard: np.ndarray  # (5, n_sizes, 4, 4, W*W) bool: the template as hard-edged pixels
     area_fraction: np.ndarray  # (5,) shape area / box area
     centroid: np.ndarray  # (5, 2) centroid in units of the box side (x, y)
+    perimeter: np.ndarray  # (5,) outline length in units of the box side
+    spread: np.ndarray  # (5,) mean squared distance from the centroid, box side = 1
 
     @staticmethod
     def build() -> _TemplateBank:
         fine = (np.arange(1024) + 0.5) / 1024
         fx, fy = np.meshgrid(fine, fine)
-        area, centroid = [], []
+        area, centroid, spread = [], [], []
         for shape in SHAPES:
             mask = _inside(shape, fx, fy)
             area.append(mask.mean())
-            centroid.append((fx[mask].mean(), fy[mask].mean()))
+            gx, gy = fx[mask].mean(), fy[mask].mean()
+            centroid.append((gx, gy))
+            spread.append(((fx[mask] - gx) ** 2 + (fy[mask] - gy) ** 2).mean())
         area_fraction = np.array(area, dtype=np.float32)
         centroids = np.array(centroid, dtype=np.float32)
 
@@ -236,7 +273,16 @@ class _TemplateBank:
                         block = rows[:, x0 : x0 + w * ss].reshape(w, ss, w, ss)
                         templates[k, i, oy, ox] = block.mean(axis=(1, 3)).ravel()
         energy = (templates**2).sum(axis=-1)
-        return _TemplateBank(templates, energy, templates >= 0.5, area_fraction, centroids)
+        perimeter = np.array([_outline_length(shape) for shape in SHAPES], dtype=np.float32)
+        return _TemplateBank(
+            templates,
+            energy,
+            templates >= 0.5,
+            area_fraction,
+            centroids,
+            perimeter,
+            np.array(spread, dtype=np.float32),
+        )
 
 
 _BANK: _TemplateBank | None = None
@@ -255,14 +301,7 @@ def _bank() -> _TemplateBank:
 # -- view analysis --------------------------------------------------------------------------
 def model_view(image: Image.Image, input_size: int) -> Image.Image:
     """The view as the model sees it: longer side ``input_size``, area-averaged when shrunk."""
-    if not isinstance(image, Image.Image):
-        raise InvalidImageError(f"expected a PIL image, got {type(image).__name__}")
-    if image.width < 1 or image.height < 1:
-        raise InvalidImageError(f"image has no pixels ({image.width}x{image.height})")
-    if input_size < 8:
-        raise ValueError(f"input_size must be >= 8, got {input_size}")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = _checked_rgb(image, input_size)
     longer = max(image.size)
     if longer == input_size:
         return image
@@ -271,6 +310,33 @@ def model_view(image: Image.Image, input_size: int) -> Image.Image:
     if scale < 1:
         return image.resize(size, Image.Resampling.BOX, reducing_gap=3.0)
     return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def analysis_view(image: Image.Image, input_size: int) -> Image.Image:
+    """The pixels the perception analyses: the model's view when it shrinks the image,
+    the image itself when the model would enlarge it.
+
+    Enlarging adds no information: a 30 px crop shown at 336 px holds 30 px of detail,
+    and its noise, smoothed into 11 px blobs by interpolation, would look like faint
+    objects. Analysing the source pixels and scaling the boxes sees exactly what the
+    enlarged view holds, with the noise measured where it is independent per pixel, and
+    the acuity judged on the detail really there (an object of 3 source px stays a
+    smudge however large it is shown).
+    """
+    image = _checked_rgb(image, input_size)
+    if max(image.size) <= input_size:
+        return image
+    return model_view(image, input_size)
+
+
+def _checked_rgb(image: Image.Image, input_size: int) -> Image.Image:
+    if not isinstance(image, Image.Image):
+        raise InvalidImageError(f"expected a PIL image, got {type(image).__name__}")
+    if image.width < 1 or image.height < 1:
+        raise InvalidImageError(f"image has no pixels ({image.width}x{image.height})")
+    if input_size < 8:
+        raise ValueError(f"input_size must be >= 8, got {input_size}")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def acuity(side_px: np.ndarray | float, config: PerceptionConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -305,6 +371,7 @@ class ViewAnalysis:
     shape_posterior: np.ndarray  # (N, 5)
     side: np.ndarray  # (N, 5) box side under each shape hypothesis
     misfit: np.ndarray  # (N,) share of the ink the best template leaves unexplained
+    #: beyond what a pixel staircase along its outline accounts for
     table_mask: np.ndarray  # (ceil(H/2), ceil(W/2)) bool, on a grid of 2 model px
     table_boxes: tuple[Box, ...]
     table_scores: tuple[float, ...]
@@ -442,7 +509,7 @@ def analyze_view(
     view: Image.Image, input_size: int, config: PerceptionConfig = DEFAULT_CONFIG
 ) -> tuple[ViewAnalysis, float, float]:
     """Perceive one view; returns the analysis and the view-px-per-model-px scales (x, y)."""
-    shown = model_view(view, input_size)
+    shown = analysis_view(view, input_size)
     analysis = _analyze(shown, config)
     return analysis, view.width / shown.width, view.height / shown.height
 
@@ -457,28 +524,30 @@ _NEAR_TABLE = 10  # max channel difference (0..255) of a pixel that is table bro
 def _analyze(image: Image.Image, config: PerceptionConfig) -> ViewAnalysis:
     w, h = image.size
     pixels = np.asarray(image)  # (h, w, 3) uint8, read-only view of PIL's buffer
-    bg_image = _estimate_background(image)
+    brown_distance = _max_channel_difference(image, _solid(w, h))
+    table_mask, table_boxes, table_scores = _find_tables(brown_distance <= _NEAR_TABLE)
+    in_table = np.zeros((h, w), dtype=bool)  # the tables proper: their cloth is background
+    near_table = np.zeros((h, w), dtype=bool)  # and 2 px around, where pixels mix with it
+    for box in table_boxes:
+        x1, y1, x2, y2 = (int(v) for v in box.clip(w, h))
+        in_table[y1:y2, x1:x2] = True
+        x1, y1, x2, y2 = (int(v) for v in box.expand(2, 2).clip(w, h))
+        near_table[y1:y2, x1:x2] = True
+    bg_image, sigma = _estimate_background(image, in_table)
     bg_pixels = np.asarray(bg_image)
-    sigma = _noise_sigma(pixels, bg_pixels)
     threshold = max(2.0, config.noise_sigmas * sigma)
 
     differs = _max_channel_difference(image, bg_image) > threshold
-    near_brown = _max_channel_difference(image, _solid(w, h)) <= max(threshold, _NEAR_TABLE)
-    table_mask, table_boxes, table_scores = _find_tables(near_brown)
-    in_table = np.zeros((h, w), dtype=bool)
-    for box in table_boxes:
-        x1, y1, x2, y2 = (int(v) for v in box.expand(2, 2).clip(w, h))
-        in_table[y1:y2, x1:x2] = True
     if table_boxes:
         # Table cloth is the local background of what lies on it, not an object.
-        differs &= ~(near_brown & in_table)
+        differs &= ~((brown_distance <= max(threshold, _NEAR_TABLE)) & near_table)
 
     index = np.flatnonzero(differs)
     ys, xs = np.divmod(index, w)
     observed = pixels.reshape(-1, 3)[index].astype(np.float32)
     local_bg = bg_pixels.reshape(-1, 3)[index].astype(np.float32)
     coverage, colour, residual = _unmix(observed, local_bg, allow_table=True)
-    on_table = np.flatnonzero(in_table.reshape(-1)[index])
+    on_table = np.flatnonzero(near_table.reshape(-1)[index])
     if on_table.size:
         # Near a table a pixel may mix a shape with brown or with the dull background
         # (a shape at the table's edge); the background that explains it best wins.
@@ -564,14 +633,21 @@ def _max_channel_difference(a: Image.Image, b: Image.Image) -> np.ndarray:
     return np.asarray(ImageChops.lighter(ImageChops.lighter(r, g), bl))
 
 
-def _estimate_background(image: Image.Image) -> Image.Image:
-    """The smooth local background of the view, as an RGB image of the view's size.
+def _estimate_background(image: Image.Image, in_table: np.ndarray) -> _Background:
+    """The smooth local background of the view (an RGB image of its size) and its noise.
 
     Block medians of pixels that are neither palette- nor table-coloured nor next to
     such a pixel (a median, because the mixed edge pixels of a small shape are neither
-    and would bias a mean); blocks without such pixels borrow from the nearest block that
-    has some. The block grid is extended linearly by one block on each side and
-    interpolated bilinearly, so that a gradient stays a gradient up to the borders.
+    and would bias a mean); blocks without such pixels are filled from their neighbours.
+    The block grid is extended linearly by one block on each side and interpolated
+    bilinearly, so that a gradient stays a gradient up to the borders.
+
+    Pixels on a table (``in_table``) are left out: brown is the background there, and a
+    blurred (JPEG) object on a table is neither brown nor palette-coloured at its edges.
+    A close-up of one object (a crop 1.1x its box) may leave no block with background:
+    then the view's frame is the background (:func:`_border_level`). Never the median of
+    the whole view: that is the object's colour, and an object on a background of its
+    own colour is invisible.
     """
     w, h = image.size
     shorter = min(w, h)
@@ -584,20 +660,17 @@ def _estimate_background(image: Image.Image) -> Image.Image:
     block = min(_BLOCK, max(8, shorter // 4))
     k = max(1, block // factor)  # block side in reduced pixels
     by, bx = -(-sh // k), -(-sw // k)
-    coloured = _distance_to_references(small_image) <= _COLOURED
-    valid = ~ndimage.binary_dilation(coloured, structure=_EIGHT_CONNECTED)
-    padded_values = np.full((by * k, bx * k, 3), np.nan, dtype=np.float32)
-    padded_values[:sh, :sw] = np.where(valid[..., None], small, np.nan)
-    blocks = padded_values.reshape(by, k, bx, k, 3).transpose(0, 2, 1, 3, 4)
-    blocks = np.sort(blocks.reshape(by, bx, k * k, 3), axis=2)  # NaN (not valid) last
-    counts = np.count_nonzero(~np.isnan(blocks[..., 0]), axis=2)
-    middle = np.maximum((counts - 1) // 2, 0)[..., None, None]
-    grid = np.take_along_axis(blocks, np.broadcast_to(middle, (by, bx, 1, 3)), axis=2)[:, :, 0]
-    filled = counts >= _MIN_BLOCK_PIXELS
-    if not filled.any():  # nothing but shapes and tables: the median is the best guess
-        grid = np.broadcast_to(np.median(small.reshape(-1, 3), axis=0), (by, bx, 3))
-    else:
+    palette_distance, brown_distance = _distance_to_references(small_image)
+    coloured = (palette_distance <= _COLOURED) | (brown_distance <= _COLOURED)
+    coloured |= in_table[: sh * factor : factor, : sw * factor : factor]
+    valid = ~_dilate(coloured)
+    grid, filled = _block_medians(small, valid, k, by, bx)
+    noise_samples = None
+    if filled.any():
         grid = _fill_empty_blocks(grid, filled)
+    else:
+        level, noise_samples = _border_level(np.asarray(image), palette_distance, factor)
+        grid = np.broadcast_to(level, (by, bx, 3))
     padded = np.pad(grid.astype(np.float64), ((1, 1), (1, 1), (0, 0)), mode="edge")
     if by >= 2:
         padded[0, 1:-1] = 2 * grid[0] - grid[1]
@@ -617,7 +690,93 @@ def _estimate_background(image: Image.Image) -> Image.Image:
     rows = padded[y0] * (1 - fy) + padded[y0 + 1] * fy
     smooth = rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
     cells = Image.fromarray(np.clip(np.rint(smooth), 0, 255).astype(np.uint8), "RGB")
-    return cells if factor == 1 else cells.resize((w, h), Image.Resampling.NEAREST)
+    bg_image = cells if factor == 1 else cells.resize((w, h), Image.Resampling.NEAREST)
+    if noise_samples is None:
+        cloth = in_table[: sh * factor : factor, : sw * factor : factor] & (
+            brown_distance <= _COLOURED
+        )
+        noise_samples = _noise_samples(image, bg_image, valid, cloth, factor)
+    return _Background(bg_image, _robust_sigma(noise_samples))
+
+
+class _Background(NamedTuple):
+    image: Image.Image
+    noise_sigma: float
+
+
+_NOISE_ROW_STEP = 12  # rows sampled for the noise estimate in a large view
+_MIN_NOISE_SAMPLES = 24
+_MAD_TO_SIGMA = 1.4826  # sigma of a normal distribution over its median absolute deviation
+
+
+def _noise_samples(
+    image: Image.Image, bg_image: Image.Image, valid: np.ndarray, cloth: np.ndarray, factor: int
+) -> np.ndarray:
+    """Deviations from the background of plain pixels, on every 12th row of a large view.
+
+    Deviations from the local background rather than differences of neighbouring
+    pixels, which an interpolated (enlarged) view has smoothed away: the noise of a view
+    enlarged 2x is correlated across 2 px, and a threshold taken from neighbour
+    differences would make its every ripple an object. Plain pixels are those the
+    background was estimated from (``valid``, on the grid reduced by ``factor``); a view
+    with no plain background (inside a table) measures its cloth about brown.
+    """
+    w, h = image.size
+    step = _NOISE_ROW_STEP if h >= 8 * _NOISE_ROW_STEP else 1
+    rows = np.arange(step // 2, h, step)
+    pixels = np.asarray(image)[rows].astype(np.int16)
+    small_rows = np.minimum(rows // factor, valid.shape[0] - 1)
+    plain = np.repeat(valid[small_rows], factor, axis=1)[:, :w]
+    samples = (pixels - np.asarray(bg_image)[rows])[plain]
+    if samples.shape[0] < _MIN_NOISE_SAMPLES:
+        on_cloth = np.repeat(cloth[small_rows], factor, axis=1)[:, :w]
+        samples = pixels[on_cloth] - np.rint(_TABLE_RGB).astype(np.int16)
+    return samples
+
+
+def _border_level(
+    pixels: np.ndarray, palette_distance: np.ndarray, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform background for a view that an object (or a table) fills: the median of
+    the view's outermost pixels that are not palette-coloured, and their deviations.
+
+    In a close-up the frame around the object is background (dull, or the cloth of the
+    table it lies on); inner non-palette pixels are the object's own blurred edge (a
+    JPEG's chroma), which would pull the level towards the object's colour.
+    """
+    h, w = pixels.shape[:2]
+    ring = np.zeros((h, w), dtype=bool)
+    depth = 2 if min(h, w) >= 16 else 1
+    ring[:depth] = ring[-depth:] = True
+    ring[:, :depth] = ring[:, -depth:] = True
+    palette = np.kron(palette_distance, np.ones((factor, factor), dtype=palette_distance.dtype))
+    plain = np.zeros((h, w), dtype=bool)
+    plain[: palette.shape[0], : palette.shape[1]] = palette[:h, :w] > _COLOURED
+    candidates = pixels[ring & plain].astype(np.float32)
+    if candidates.shape[0] < _MIN_BLOCK_PIXELS:  # one colour fills the view
+        candidates = pixels.reshape(-1, 3).astype(np.float32)
+    level = np.median(candidates, axis=0)
+    return level, candidates - level
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    return ndimage.binary_dilation(mask, structure=_EIGHT_CONNECTED)
+
+
+def _block_medians(
+    small: np.ndarray, valid: np.ndarray, k: int, by: int, bx: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(by, bx, 3) median of the valid pixels of each k x k block, and which blocks have
+    enough of them for an estimate of their own."""
+    sh, sw = small.shape[:2]
+    padded_values = np.full((by * k, bx * k, 3), np.nan, dtype=np.float32)
+    padded_values[:sh, :sw] = np.where(valid[..., None], small, np.nan)
+    blocks = padded_values.reshape(by, k, bx, k, 3).transpose(0, 2, 1, 3, 4)
+    blocks = np.sort(blocks.reshape(by, bx, k * k, 3), axis=2)  # NaN (not valid) last
+    counts = np.count_nonzero(~np.isnan(blocks[..., 0]), axis=2)
+    middle = np.maximum((counts - 1) // 2, 0)[..., None, None]
+    grid = np.take_along_axis(blocks, np.broadcast_to(middle, (by, bx, 1, 3)), axis=2)[:, :, 0]
+    return grid, counts >= min(_MIN_BLOCK_PIXELS, k * k)
 
 
 def _interpolation_positions(length: int, blocks: int, block_size: float) -> np.ndarray:
@@ -627,43 +786,53 @@ def _interpolation_positions(length: int, blocks: int, block_size: float) -> np.
     return np.clip(position, 0.0, blocks + 1 - 1e-6)
 
 
-def _distance_to_references(image: Image.Image) -> np.ndarray:
-    """Per pixel, the max-channel distance to the nearest palette colour or table brown."""
-    nearest = None
-    for rgb in _REFERENCE_RGB:
-        solid = Image.new("RGB", image.size, tuple(int(v) for v in rgb))
-        r, g, b = ImageChops.difference(image, solid).split()
-        distance = ImageChops.lighter(ImageChops.lighter(r, g), b)
-        nearest = distance if nearest is None else ImageChops.darker(nearest, distance)
-    return np.asarray(nearest)
+def _distance_to_references(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the max-channel distance to the nearest palette colour and to brown."""
+    distances = [
+        _max_channel_difference(image, Image.new("RGB", image.size, _rgb(rgb)))
+        for rgb in _PALETTE_RGB
+    ]
+    return np.minimum.reduce(distances), _max_channel_difference(image, _solid(*image.size))
+
+
+def _rgb(values: np.ndarray) -> tuple[int, int, int]:
+    r, g, b = (int(v) for v in values)
+    return r, g, b
 
 
 def _fill_empty_blocks(grid: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """Blocks without background (under a table) take the mean of their known neighbours,
+    front by front, so that a gradient runs on across a table rather than stepping to the
+    value of whichever side is nearest: the mixed pixels along a table's edge are only
+    recognised as cloth-and-background where that background is right."""
     if filled.all():
         return grid
-    _, (iy, ix) = ndimage.distance_transform_edt(~filled, return_indices=True)
-    return grid[iy, ix]
+    out = np.where(filled[..., None], grid, 0.0).astype(np.float64)
+    known = filled.copy()
+    kernel = np.ones((3, 3))
+    while not known.all():
+        count = ndimage.convolve(known.astype(np.float64), kernel, mode="constant")
+        sums = np.stack(
+            [ndimage.convolve(out[..., c], kernel, mode="constant") for c in range(3)], axis=-1
+        )
+        front = ~known & (count > 0)
+        out[front] = sums[front] / count[front, None]
+        known |= front
+    return out
 
 
-def _noise_sigma(pixels: np.ndarray, bg_pixels: np.ndarray) -> float:
-    """Per-channel noise of the view, from differences of neighbouring background pixels.
-
-    Differences cancel the smooth background (and any error in its estimate); pairs in
-    which either pixel is off the background by >= 20 in some channel are shapes or
-    tables (palette colours and brown are >= ~30 from any dull colour) and are left out.
-    """
-    rows = pixels[2::12].astype(np.int16)
-    off = np.abs(rows - bg_pixels[2::12]).max(axis=2) < 20
-    pair = off[:, 1:] & off[:, :-1]
-    delta = (rows[:, 1:] - rows[:, :-1])[pair].astype(np.float32)
-    if delta.shape[0] < 32:  # no background in view (a view inside a table): flat colour
+def _robust_sigma(samples: np.ndarray) -> float:
+    """Per-channel sigma from the median absolute deviation, averaged over channels."""
+    if samples.shape[0] < _MIN_NOISE_SAMPLES:  # flat colours only
         return 0.5
-    # Var(difference) = 2 sigma² (+ 2/12 from rounding to integers).
-    return max(0.5, math.sqrt(max(0.0, float((delta**2).mean()) / 2 - 1 / 12)))
+    median = np.median(samples, axis=0)
+    mad = np.median(np.abs(samples - median), axis=0).astype(np.float64)
+    return max(0.5, float(_MAD_TO_SIGMA * mad.mean()))
 
 
 _TABLE_STRIDE = 2  # tables are large: found on every other pixel, 4x cheaper
 _MIN_TABLE_CELLS = 24
+_FINE_TABLE_VIEW = 128  # views with a shorter side below this are searched at every pixel
 
 
 def _find_tables(
@@ -672,31 +841,45 @@ def _find_tables(
     """Large solid brown regions, with the objects lying on them filled in.
 
     Returns the mask on a grid of ``_TABLE_STRIDE`` model px, and boxes in model px.
-    Thin brown-ish structures (the mixed edge pixels of a red or orange shape) are not
-    solid and are dropped.
+    Solidity counts the objects on a table as table (the holes are filled first): in a
+    close-up of an object on a table, the cloth is only a ring around it. Thin brown-ish
+    structures (the mixed edge pixels of a red or orange shape) enclose nothing solid
+    and are dropped. A small view is searched at every pixel, so that a ring one pixel
+    thin is not lost between the samples.
     """
-    coarse = near_brown[::_TABLE_STRIDE, ::_TABLE_STRIDE]
+    st = _TABLE_STRIDE if min(near_brown.shape) >= _FINE_TABLE_VIEW else 1
+    coarse = near_brown[::st, ::st]
     mask = np.zeros(coarse.shape, dtype=bool)
-    if np.count_nonzero(coarse) < _MIN_TABLE_CELLS:
-        return mask, (), ()
-    labels, n = ndimage.label(coarse)
-    areas = np.bincount(labels.reshape(-1), minlength=n + 1)
     boxes: list[Box] = []
     scores: list[float] = []
-    regions = ndimage.find_objects(labels)
-    st = _TABLE_STRIDE
-    for i, region in enumerate(regions, start=1):
-        if region is None or areas[i] < _MIN_TABLE_CELLS:
-            continue
-        y, x = region
-        bh, bw = y.stop - y.start, x.stop - x.start
-        solidity = areas[i] / (bh * bw)
-        if min(bh, bw) * st < 6 or solidity < 0.5:
-            continue
-        mask[region] |= ndimage.binary_fill_holes(labels[region] == i)
-        boxes.append(Box(x.start * st, y.start * st, x.stop * st, y.stop * st))
-        scores.append(round(float(min(1.0, solidity / 0.9) * acuity(min(bh, bw) * st / 2)), 4))
+    if np.count_nonzero(coarse) >= _MIN_TABLE_CELLS:
+        labels, n = ndimage.label(coarse)
+        areas = np.bincount(labels.reshape(-1), minlength=n + 1)
+        for i, region in enumerate(ndimage.find_objects(labels), start=1):
+            if region is None or areas[i] < _MIN_TABLE_CELLS:
+                continue
+            y, x = region
+            bh, bw = y.stop - y.start, x.stop - x.start
+            filled = ndimage.binary_fill_holes(labels[region] == i)
+            solidity = np.count_nonzero(filled) / (bh * bw)
+            if min(bh, bw) * st < 6 or solidity < 0.5:
+                continue
+            mask[region] |= filled
+            boxes.append(Box(x.start * st, y.start * st, x.stop * st, y.stop * st))
+            side = min(bh, bw) * st / 2
+            scores.append(round(float(min(1.0, solidity / 0.9) * acuity(side)), 4))
+    if st != _TABLE_STRIDE:
+        mask = mask[::_TABLE_STRIDE, ::_TABLE_STRIDE]
     return mask, tuple(boxes), tuple(scores)
+
+
+#: Unmixing weighs luma above chroma (JPEG's YCbCr, chroma at half weight): a JPEG keeps
+#: luma sharp and blurs chroma, so a small shape's outline is in its luma.
+_UNMIX_SPACE = np.diag([1.0, 0.5, 0.5]).astype(np.float32) @ np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+    dtype=np.float32,
+)
+_REFERENCE_UNMIX = _REFERENCE_RGB @ _UNMIX_SPACE.T
 
 
 def _unmix(
@@ -707,8 +890,10 @@ def _unmix(
     ``pixel - bg = a * (colour - bg) + residual``, for every reference colour at once,
     written with (n, 3) @ (3, 9) products instead of (n, 9, 3) temporaries.
     """
+    observed = observed @ _UNMIX_SPACE.T
+    local_bg = local_bg @ _UNMIX_SPACE.T
     diff = observed - local_bg  # (n, 3)
-    ref = _REFERENCE_RGB
+    ref = _REFERENCE_UNMIX
     ref_sq = (ref**2).sum(axis=1)[None, :]
     diff_dot = diff @ ref.T - (diff * local_bg).sum(axis=1, keepdims=True)  # d . (c - b)
     norm2 = ref_sq - 2 * (local_bg @ ref.T) + (local_bg**2).sum(axis=1, keepdims=True)
@@ -738,6 +923,13 @@ def _classify_shapes(
     A blob wider than ``_DIRECT_EXTENT`` is compared at a coarser scale (its coverage
     block-averaged by 2, 4, ...): it is resolved anyway, and a fixed window keeps the
     comparison one vectorised product for all blobs of a scale.
+
+    The misfit forgives what rasterisation explains: a shape drawn without anti-aliasing
+    has a pixel staircase for an outline, which the ideal shape misses by up to a pixel
+    all along it (a 13 px star's thin points leave a tenth of its ink unexplained by any
+    ideal star). Only where the blob shows that staircase, i.e. in proportion to the
+    share of its ink in solid pixels (squared): a shrunk view averages the staircase
+    away, and there a second shape merged into a blob must still count against it.
     """
     bank = _bank()
     m = ink.size
@@ -760,6 +952,13 @@ def _classify_shapes(
     # Blobs too faint to carry any shape (under ~1.5 px at the largest hypothesis) keep
     # the uniform prior.
     informative = side.max(axis=1) >= 1.5
+    # A blob shows a pixel staircase where nearly all its ink lies in solid pixels; a
+    # shrunk view's partly covered edge pixels average the staircase away.
+    solid_ink = np.bincount(pix_blob, np.where(coverage >= _SOLID, coverage, 0.0), minlength=m)
+    solid_share = solid_ink / np.maximum(ink, 1e-9)
+    hard_edged = np.clip(
+        (solid_share - _STAIRCASE_FROM) / (_STAIRCASE_FULL - _STAIRCASE_FROM), 0, 1
+    )
     scale = np.ones(m, dtype=np.intp)
     wide = extent > _DIRECT_EXTENT
     scale[wide] = 2 ** np.ceil(np.log2(extent[wide] / _DIRECT_EXTENT)).astype(np.intp)
@@ -789,8 +988,24 @@ def _classify_shapes(
         # Misfit: ink the best template leaves unexplained, as area-averaged coverage or as
         # hard-edged pixels (a view not shrunk shows the shape's pixel staircase).
         unexplained = np.maximum(np.minimum(sse.min(axis=1), hard_sse), 0.0)
-        misfit[ids] = unexplained / np.maximum(ink[ids] / float(q * q), 1e-6)
+        best = sse.argmin(axis=1)
+        outline = bank.perimeter[best] * side[ids, best] / q  # window px
+        staircase = config.staircase_error * outline / q * hard_edged[ids]
+        misfit[ids] = np.maximum(unexplained - staircase, 0.0) / np.maximum(
+            ink[ids] / float(q * q), 1e-6
+        )
         posterior[ids] = _softmax(-sse * temper / (2 * config.template_error**2))
+    # A blob far more spread out than any shape of its ink is no shape: a table's edge
+    # blurred into a faint line along it, or a chain of touching smudges. Its fit must
+    # fail even where a coarse comparison window has averaged it into a dot.
+    dx = xs + 0.5 - centroid[pix_blob, 0]
+    dy = ys + 0.5 - centroid[pix_blob, 1]
+    spread = np.bincount(pix_blob, coverage * (dx * dx + dy * dy), minlength=m) / np.maximum(
+        ink, 1e-9
+    )
+    expected = (bank.spread[None, :] * side**2).min(axis=1) + _SPREAD_SLACK
+    excess = np.maximum(spread / expected - _SPREAD_TOLERANCE, 0.0)
+    misfit = np.maximum(misfit, config.misfit_scale * excess)
     return posterior, side, misfit
 
 
@@ -930,6 +1145,7 @@ __all__ = [
     "Phrase",
     "ViewAnalysis",
     "acuity",
+    "analysis_view",
     "analyze_view",
     "model_view",
     "parse_phrase",
