@@ -70,8 +70,11 @@ class PerceptionConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # 8 model px: a ViT detector does not name an object much under half a patch (OWLv2's
+    # patches are 16 px at 960, CLIP-L/14's 14 px at 336), and the stand-in must be no more
+    # acute than the networks it stands in for (at 5 px it named shapes no encoder would).
     acuity_px: float = Field(
-        5.0, gt=0, description="object side (model px) at which a shape is half-resolvable"
+        8.0, gt=0, description="object side (model px) at which a shape is half-resolvable"
     )
     acuity_power: float = Field(4.0, gt=0, description="steepness of the acuity curve")
     evidence_acuity_px: float = Field(
