@@ -22,6 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check seal_agent tests benchmarks examples
 	$(BIN)/ruff format --check seal_agent tests benchmarks examples
+	$(BIN)/mypy seal_agent
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

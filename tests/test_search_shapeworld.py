@@ -51,8 +51,11 @@ def test_vstar_finds_a_24px_target_in_4000x3000_that_the_root_view_misses(model,
     assert result.patches_scored > 1
 
 
-@pytest.mark.parametrize(("width", "height"), [(9000, 600), (600, 9000), (2246, 1582)])
-def test_vstar_finds_targets_in_panoramas_and_vstarbench_sized_images(
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(9000, 600), (600, 9000), (10240, 512), (2246, 1582), (7680, 4320)],
+)
+def test_vstar_finds_targets_in_panoramas_8k_frames_and_vstarbench_sized_images(
     model, width: int, height: int
 ) -> None:
     _, target, result = search_scene(model, 7, width=width, height=height, target_size=(12, 40))

@@ -352,7 +352,7 @@ class _SearchRun:
             level=node.level,
             priority=node.priority,
             best_score=best.score if best is not None else None,
-            cue=cue,  # type: ignore[arg-type]
+            cue=cue,
             context_phrase=cue_phrase,
             kind=node.kind,
         )
