@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableLambda
-from test_graph_fakes import ColourSearchModel, ScriptedChatModel, make_scene, seal_script
+from test_graph_fakes import ColourSearchModel, ScriptedChatModel, seal_script
 
 from seal_agent.errors import (
     ChatModelError,
@@ -15,20 +15,8 @@ from seal_agent.errors import (
     InvalidQuestionError,
     SearchModelError,
 )
-from seal_agent.graph import SealConfig, build_graph
+from seal_agent.graph import build_graph
 from seal_agent.graph.parsing import TargetListing
-
-
-@pytest.fixture
-def scene_path(tmp_path: Path) -> str:
-    path = tmp_path / "scene.png"
-    make_scene().save(path)
-    return str(path)
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> SealConfig:
-    return SealConfig(cache_dir=tmp_path / "cache")
 
 
 def _graph(config, script=None, search=None):

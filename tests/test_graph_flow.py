@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import pytest
 from langchain_core.messages import HumanMessage
 from test_graph_fakes import (
     ColourSearchModel,
@@ -15,25 +13,13 @@ from test_graph_fakes import (
     seal_script,
 )
 
-from seal_agent.graph import SealConfig, build_graph
+from seal_agent.graph import build_graph
 from seal_agent.graph.prompts import MISSING_OBJECTS_PREFIX
 from seal_agent.imaging.geometry import Box
 
 
 def _chat(script=None) -> ScriptedChatModel:
     return ScriptedChatModel(script=script or seal_script())
-
-
-@pytest.fixture
-def scene_path(tmp_path: Path) -> str:
-    path = tmp_path / "scene.png"
-    make_scene().save(path)
-    return str(path)
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> SealConfig:
-    return SealConfig(cache_dir=tmp_path / "cache")
 
 
 def test_missing_objects_are_searched_and_the_answer_sees_the_vwm(scene_path, config):

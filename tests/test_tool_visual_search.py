@@ -13,17 +13,10 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from PIL import Image
-from test_graph_fakes import ColourSearchModel, ScriptedChatModel, make_scene, seal_script
+from test_graph_fakes import ColourSearchModel, ScriptedChatModel, seal_script
 
 from seal_agent.graph import SealConfig, build_graph
 from seal_agent.tools import create_visual_search_tool
-
-
-@pytest.fixture
-def scene_path(tmp_path: Path) -> str:
-    path = tmp_path / "scene.png"
-    make_scene().save(path)
-    return str(path)
 
 
 @pytest.fixture
