@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -94,6 +95,29 @@ def bert_tokenizer(directory: Path):
 
 
 # -- search models -------------------------------------------------------------------------
+def _tiny_clip_towers(tokenizer: Any, image_size: int, layers: int) -> dict[str, Any]:
+    """Text and vision tower configs of a tiny CLIP-style detector (OWLv2 / OWL-ViT)."""
+    tower = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4}
+    return {
+        "text_config": {
+            **tower,
+            "vocab_size": len(tokenizer),
+            "num_hidden_layers": layers,
+            "max_position_embeddings": 16,
+            "bos_token_id": 2,
+            "eos_token_id": len(tokenizer) - 1,
+            "pad_token_id": 0,
+        },
+        "vision_config": {
+            **tower,
+            "num_hidden_layers": layers,
+            "image_size": image_size,
+            "patch_size": 16,
+        },
+        "projection_dim": 32,
+    }
+
+
 def build_owlv2(directory: Path, image_size: int = 96) -> Path:
     from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor
     from transformers.models.owlv2 import Owlv2ImageProcessorPil
@@ -101,26 +125,7 @@ def build_owlv2(directory: Path, image_size: int = 96) -> Path:
     _seed()
     tokenizer = clip_tokenizer()
     config = Owlv2Config(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 16,
-            "bos_token_id": 2,
-            "eos_token_id": len(tokenizer) - 1,
-            "pad_token_id": 0,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": image_size,
-            "patch_size": 16,
-        },
-        projection_dim=32,
+        **_tiny_clip_towers(tokenizer, image_size, layers=2),
     )
     model = Owlv2ForObjectDetection(config).eval()
     processor = Owlv2Processor(
@@ -139,26 +144,7 @@ def build_owlvit(directory: Path, image_size: int = 64) -> Path:
     _seed()
     tokenizer = clip_tokenizer()
     config = OwlViTConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 16,
-            "bos_token_id": 2,
-            "eos_token_id": len(tokenizer) - 1,
-            "pad_token_id": 0,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 4,
-            "image_size": image_size,
-            "patch_size": 16,
-        },
-        projection_dim=32,
+        **_tiny_clip_towers(tokenizer, image_size, layers=1),
     )
     model = OwlViTForObjectDetection(config).eval()
     size = {"height": image_size, "width": image_size}
