@@ -1,4 +1,4 @@
-"""`seal-agent`: ask a question about a high-resolution image from the command line.
+"""`seal-agent ask`: ask a question about a high-resolution image from the command line.
 
 ``seal-agent ask photo.jpg "What colour is the cup?"`` runs the SEAL graph over local
 transformers models (downloaded from the hub on first use); ``--shapeworld`` swaps in the
@@ -12,13 +12,11 @@ import json
 import sys
 from typing import Any, cast
 
-from seal_agent.errors import SealError
 from seal_agent.search.config import STRATEGIES
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seal-agent", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``ask`` to the subcommands."""
     ask = sub.add_parser("ask", help="answer a question about an image with guided search")
     ask.add_argument("image", help="image path, data URL, or http(s) URL with --allow-urls")
     ask.add_argument("question")
@@ -40,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("--json", action="store_true", help="print the final state as JSON")
     ask.add_argument("--quiet", action="store_true", help="do not stream search progress")
-    return parser
+    ask.set_defaults(handler=ask_command)
 
 
 def _models(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -71,7 +69,7 @@ def _print_event(event: dict[str, Any]) -> None:
     print(f"  [{kind}] {details}", file=sys.stderr)
 
 
-def ask(args: argparse.Namespace) -> int:
+def ask_command(args: argparse.Namespace) -> int:
     from seal_agent.graph import SealConfig, build_graph
 
     config = SealConfig(
@@ -100,18 +98,3 @@ def ask(args: argparse.Namespace) -> int:
         where = outcome.get("box") if outcome.get("found") else "not found"
         print(f"  {name}: {where} ({outcome.get('patches_scored')} patches scored)")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "ask":
-            return ask(args)
-    except SealError as error:
-        print(f"seal-agent: {error}", file=sys.stderr)
-        return 2
-    return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
