@@ -5,8 +5,16 @@ mostly 4000x3000, plus V*Bench-sized 2246x1582 images, 8K frames, 1:15 panoramas
 orientations, other camera sizes and a few 12000x9000 scans; targets of 12-40 px; tables
 in every scene.
 For each strategy: success (found and IoU > 0.5 with the true box), mean and median
-patches scored (the search length), mean forward passes, wall time per target, and how
-many searches the call budget cut short; a ``root-only`` row scores the root view alone.
+patches scored (the search length), the paper's search length (mean patches over the
+successful searches only), mean forward passes, wall time per target, and how many
+searches the call budget cut short; a ``root-only`` row scores the root view alone and a
+``ceiling`` row is the share of targets the model confirms (a box with IoU > 0.5 above
+``confidence_high``) when shown a native-resolution window centred on them.
+
+``--mode`` picks the search model: shape world's reference model, its weak-heatmap mode
+(shape evidence only for shapes of at least a ViT patch in model pixels), its fallible
+mode (confident false boxes on clutter, missed detections, seeded per view), or ``all``
+three side by side on the same scenes, each with issue 7's targets checked.
 
 Separately, on one 12000x9000 scene: the time to prepare each visited patch's view
 through the pyramid versus cropping and resizing from full resolution, and the peak
@@ -15,6 +23,7 @@ memory of a whole vstar search (in a fresh process) relative to the decoded imag
     python benchmarks/search_length.py            # the full run (N=200)
     python benchmarks/search_length.py --n 30     # a quick look during development
     python benchmarks/search_length.py --quick    # smoke run: 6 scenes, no 12000x9000
+    python benchmarks/search_length.py --mode all --n 40 --no-views --no-memory
 
 Writes benchmarks/results/search_length.json.
 """
@@ -47,6 +56,10 @@ from seal_agent.imaging.pyramid import ImagePyramid  # noqa: E402
 from seal_agent.search.config import STRATEGIES, SearchConfig  # noqa: E402
 from seal_agent.search.engine import VStarSearch  # noqa: E402
 from seal_agent.search.protocol import SearchModel  # noqa: E402
+from seal_agent.shapeworld.perception.degradations import (  # noqa: E402
+    Fallibility,
+    WeakHeatmap,
+)
 from seal_agent.shapeworld.scene import (  # noqa: E402
     Scene,
     SceneSpec,
@@ -114,14 +127,23 @@ def make_scene(index: int, seed: int, allow_scans: bool = True) -> Scene:
     raise RuntimeError(f"scene {index} could not be generated: {problem}") from problem
 
 
-def reference_model(input_size: int) -> SearchModel:
-    try:
-        from seal_agent.shapeworld import ReferenceSearchModel
-    except ImportError:  # not exported from the package root (yet)
-        from seal_agent.shapeworld.search_model import (  # type: ignore[no-redef]
-            ReferenceSearchModel,
-        )
-    return ReferenceSearchModel(input_size=input_size)
+#: The search models ``--mode`` compares; whether each one's heatmap carries signal at
+#: coarse views (issue 7's patches <= 0.6x bfs target applies only where it does).
+MODES: tuple[str, ...] = ("reference", "weak", "fallible")
+HEATMAP_SIGNAL = {"reference": True, "weak": False, "fallible": True}
+
+
+def reference_model(input_size: int, mode: str = "reference") -> SearchModel:
+    """Shape world's reference search model, or one of its honest degradations."""
+    from seal_agent.shapeworld.search_model import ReferenceSearchModel
+
+    if mode == "reference":
+        return ReferenceSearchModel(input_size=input_size)
+    if mode == "weak":
+        return ReferenceSearchModel(input_size=input_size, weak_heatmap=WeakHeatmap())
+    if mode == "fallible":
+        return ReferenceSearchModel(input_size=input_size, fallible=Fallibility())
+    raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
 def context_cue_for(scene: Scene) -> Callable[[str], str | None]:
@@ -153,21 +175,40 @@ class CachedModel:
         self.model = model
         self.input_size = model.input_size
         self.thresholds = model.thresholds
-        self._cache: dict[tuple[bytes, tuple[str, ...]], tuple[list[Any], float]] = {}
+        # Optional protocol parts (issue 7): passed through only where the model has them.
+        for name in ("max_upsample", "score_range"):
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+        self._scales = _accepts_scales(model)
+        self._cache: dict[tuple[bytes, tuple[str, ...], Any], tuple[list[Any], float]] = {}
         self.spent = 0.0  # seconds really spent in the model
         self.charged = 0.0  # seconds an uncached run would have spent
 
     def clear(self) -> None:
         self._cache.clear()
 
-    def predict(self, views: Any, phrases: Any) -> list[list[Any]]:
+    def predict(self, views: Any, phrases: Any, *, scales: Any = None) -> list[list[Any]]:
+        if not self._scales:
+            scales = None
         keys = [
-            (hashlib.blake2b(v.tobytes(), digest_size=16).digest(), tuple(phrases)) for v in views
+            (
+                hashlib.blake2b(v.tobytes(), digest_size=16).digest(),
+                tuple(phrases),
+                None if scales is None else scales[i],
+            )
+            for i, v in enumerate(views)
         ]
         missing = [i for i, k in enumerate(keys) if k not in self._cache]
         if missing:
             started = time.perf_counter()
-            answers = self.model.predict([views[i] for i in missing], list(phrases))
+            if scales is None:
+                answers = self.model.predict([views[i] for i in missing], list(phrases))
+            else:
+                answers = self.model.predict(  # type: ignore[call-arg]
+                    [views[i] for i in missing],
+                    list(phrases),
+                    scales=[scales[i] for i in missing],
+                )
             seconds = time.perf_counter() - started
             self.spent += seconds
             if not isinstance(answers, list) or len(answers) != len(missing):
@@ -182,9 +223,18 @@ class CachedModel:
         return out
 
 
+def _accepts_scales(model: object) -> bool:
+    try:
+        from seal_agent.search.protocol import accepts_scales
+    except ImportError:  # an engine without the optional scales argument
+        return False
+    return accepts_scales(model)
+
+
 # -- runs -------------------------------------------------------------------------------------
 @dataclass
 class Record:
+    mode: str
     strategy: str
     scene: int
     seed: int
@@ -217,12 +267,37 @@ def root_only(model: SearchModel, pyramid: ImagePyramid, target: str) -> tuple[B
     return frame.to_image(Box(*best.box)).clip(pyramid.width, pyramid.height), best.score
 
 
+def native_window_confirms(
+    model: SearchModel, pyramid: ImagePyramid, truth: Box, phrase: str
+) -> bool:
+    """The ceiling: does the model confirm the target in a native window centred on it?
+
+    The window is ``input_size`` original pixels square (shifted inside the image), so
+    the model sees the target at native resolution; confirmed means a box with IoU > 0.5
+    scored at or above ``confidence_high``.
+    """
+    side = model.input_size
+    cx, cy = truth.center
+    x1 = min(max(0.0, cx - side / 2), max(0.0, pyramid.width - side))
+    y1 = min(max(0.0, cy - side / 2), max(0.0, pyramid.height - side))
+    window = Box(x1, y1, x1 + side, y1 + side).clip(pyramid.width, pyramid.height).round_out()
+    view, frame = pyramid.view(window, model.input_size)
+    prediction = model.predict([view], [phrase])[0][0]
+    high = model.thresholds.confidence_high
+    return any(
+        d.score >= high
+        and frame.to_image(Box(*d.box)).clip(pyramid.width, pyramid.height).iou(truth) > 0.5
+        for d in prediction.detections
+    )
+
+
 def run_scene(
     index: int,
     scene: Scene,
     model: SearchModel,
     strategies: list[str],
     max_calls: int,
+    mode: str = "reference",
 ) -> Iterator[Record]:
     pyramid = ImagePyramid(scene.image)
     # Build the coarse levels once, outside the timed searches (every strategy shares them).
@@ -241,6 +316,10 @@ def run_scene(
             if name == "root-only":
                 box, score = root_only(model, pyramid, target.shape)
                 found, patches, passes, reason = score >= low, 1, 1, "root"
+            elif name == "ceiling":
+                found = native_window_confirms(model, pyramid, truth, target.shape)
+                box = truth if found else None
+                patches, passes, reason = 1, 1, "native-window"
             else:
                 result = VStarSearch(model, strategy_config(name, max_calls)).search(
                     pyramid, target.shape, context_cue=cue
@@ -256,6 +335,7 @@ def run_scene(
                 seconds += (cached.charged - charged) - (cached.spent - spent)
             iou = box.iou(truth) if box is not None else 0.0
             yield Record(
+                mode=mode,
                 strategy=name,
                 scene=index,
                 seed=scene.seed,
@@ -450,27 +530,66 @@ def peak_memory(scene: Scene, input_size: int) -> dict[str, Any]:
 
 
 # -- printing ---------------------------------------------------------------------------------
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def print_table(table: dict[str, dict[str, Any]]) -> None:
     header = (
         f"{'strategy':<20}{'targets':>8}{'success':>9}{'mean':>8}{'median':>8}"
-        f"{'passes':>8}{'vs bfs':>8}{'ms/target':>11}{'budget':>8}"
+        f"{'paper len':>10}{'passes':>8}{'vs bfs':>8}{'ms/target':>11}{'budget':>8}"
     )
     print(header)
     print("-" * len(header))
     for name, row in table.items():
         ratio = row["patches_vs_bfs"]
         print(
-            f"{name:<20}{row['targets']:>8}{100 * row['success_rate']:>8.1f}%"
-            f"{row['mean_patches']:>8.1f}{row['median_patches']:>8.1f}{row['mean_passes']:>8.1f}"
+            f"{name:<20}{row['targets']:>8}{_pct(row['success_rate']):>9}"
+            f"{row['mean_patches']:>8.1f}{row['median_patches']:>8.1f}"
+            f"{_num(row['mean_patches_when_found']):>10}{row['mean_passes']:>8.1f}"
             f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}"
             f"{row['ms_per_target']:>11.0f}{row['budget_hits']:>8}"
         )
 
 
+def print_side_by_side(tables: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """One row per strategy, the modes' success / patches / passes / vs-bfs side by side."""
+    modes = list(tables)
+    names: list[str] = []
+    for table in tables.values():
+        names += [n for n in table if n not in names]
+    cell = f"{'success':>8}{'patches':>8}{'len':>7}{'passes':>8}{'vs bfs':>7}"
+    print(f"{'':<20}" + "".join(f"{m:^38}|" for m in modes))
+    print(f"{'strategy':<20}" + "".join(f"{cell}|" for _ in modes))
+    print("-" * (20 + 39 * len(modes)))
+    for name in names:
+        line = f"{name:<20}"
+        for mode in modes:
+            row = tables[mode].get(name)
+            if row is None:
+                line += f"{'':>38}|"
+                continue
+            ratio = row["patches_vs_bfs"]
+            line += (
+                f"{_pct(row['success_rate']):>8}{row['mean_patches']:>8.1f}"
+                f"{_num(row['mean_patches_when_found']):>7}{row['mean_passes']:>8.1f}"
+                f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>7}|"
+            )
+        print(line)
+
+
+Check = tuple[str, bool | None, str]
+
+
 def check_targets(
     table: dict[str, dict[str, Any]], views: dict[str, Any] | None, memory: dict[str, Any] | None
-) -> list[tuple[str, bool | None, str]]:
-    checks: list[tuple[str, bool | None, str]] = []
+) -> list[Check]:
+    """Issue 2's targets on the reference model (kept for comparison with 0.1.0)."""
+    checks: list[Check] = []
     v = table.get("vstar")
     if v:
         checks.append(
@@ -502,6 +621,82 @@ def check_targets(
     return checks
 
 
+#: Today's figures on the reference model (README, 200 scenes): not to be lost.
+REFERENCE_SUCCESS = 0.992
+REFERENCE_PATCHES = 5.5
+
+
+def issue7_targets(table: dict[str, dict[str, Any]], mode: str) -> list[Check]:
+    """Issue 7 item 7's targets for one mode; ``None`` marks a target that does not apply."""
+    checks: list[Check] = []
+    v, sw, bfs = table.get("vstar"), table.get("sliding-window"), table.get("bfs")
+    ceiling = table.get("ceiling")
+    if v is None:
+        return checks
+    if sw is not None:
+        checks.append(
+            (
+                "vstar success >= sliding-window's",
+                v["success_rate"] >= sw["success_rate"],
+                f"{_pct(v['success_rate'])} vs {_pct(sw['success_rate'])}",
+            )
+        )
+    if ceiling is not None:
+        allows = ceiling["success_rate"] >= 0.95
+        checks.append(
+            (
+                "vstar success >= 95% (the ceiling allows it)"
+                if allows
+                else "vstar success >= 95% (n/a: ceiling below 95%)",
+                v["success_rate"] >= 0.95 if allows else None,
+                f"{_pct(v['success_rate'])}, ceiling {_pct(ceiling['success_rate'])}",
+            )
+        )
+    if sw is not None:
+        ratio = v["mean_passes"] / sw["mean_passes"]
+        checks.append(
+            (
+                "vstar forward passes <= 0.5x sliding-window's",
+                ratio <= 0.5,
+                f"{ratio:.2f}x ({v['mean_passes']:.1f} vs {sw['mean_passes']:.1f})",
+            )
+        )
+    if bfs is not None:
+        ratio = v["mean_patches"] / bfs["mean_patches"]
+        signal = HEATMAP_SIGNAL.get(mode, True)
+        checks.append(
+            (
+                "vstar patches <= 0.6x bfs's"
+                + ("" if signal else " (n/a: coarse heatmap carries no signal)"),
+                ratio <= 0.6 if signal else None,
+                f"{ratio:.2f}x",
+            )
+        )
+    if mode == "reference":
+        checks.append(
+            (
+                f"reference: vstar success >= {100 * REFERENCE_SUCCESS:.1f}%",
+                v["success_rate"] >= REFERENCE_SUCCESS,
+                _pct(v["success_rate"]),
+            )
+        )
+        checks.append(
+            (
+                f"reference: vstar mean patches <= {REFERENCE_PATCHES}",
+                v["mean_patches"] <= REFERENCE_PATCHES,
+                f"{v['mean_patches']:.2f}",
+            )
+        )
+    return checks
+
+
+def print_checks(title: str, checks: list[Check]) -> None:
+    print(title)
+    for label, ok, value in checks:
+        mark = "n/a " if ok is None else ("met " if ok else "MISS")
+        print(f"  [{mark}] {label}: {value}")
+
+
 # -- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -509,8 +704,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="first scene seed")
     parser.add_argument(
         "--strategies",
-        default=",".join([*STRATEGIES, "root-only"]),
-        help="comma-separated; also root-only and the vstar ablations: " + ", ".join(ABLATIONS),
+        default=",".join([*STRATEGIES, "root-only", "ceiling"]),
+        help="comma-separated; also root-only, ceiling and the vstar ablations: "
+        + ", ".join(ABLATIONS),
+    )
+    parser.add_argument(
+        "--mode",
+        default="reference",
+        choices=[*MODES, "all"],
+        help="search model: shape world's reference, its weak-heatmap or fallible mode, or all",
     )
     parser.add_argument("--ablations", action="store_true", help="add every vstar ablation")
     parser.add_argument("--quick", action="store_true", help="6 scenes, no scans, no extras")
@@ -518,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=512)
     parser.add_argument("--no-views", action="store_true", help="skip the 12000x9000 timing")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
+    parser.add_argument("--no-scans", action="store_true", help="4000x3000 instead of 12000x9000")
     parser.add_argument(
         "--no-cache", action="store_true", help="recompute every view (slower; same numbers)"
     )
@@ -535,29 +738,36 @@ def main(argv: list[str] | None = None) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if args.ablations:
         strategies += [a for a in ABLATIONS if a not in strategies]
-    known = {*STRATEGIES, "root-only", *ABLATIONS}
+    known = {*STRATEGIES, "root-only", "ceiling", *ABLATIONS}
     if unknown := [s for s in strategies if s not in known]:
         parser.error(f"unknown strategies: {', '.join(unknown)}")
     n = 6 if args.quick else args.n
-    model: SearchModel = reference_model(args.input_size)
-    if not args.no_cache:
-        model = CachedModel(model)
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    models: dict[str, SearchModel] = {}
+    for mode in modes:
+        model = reference_model(args.input_size, mode)
+        models[mode] = model if args.no_cache else CachedModel(model)
 
     records: list[Record] = []
     started = time.perf_counter()
     for index in range(n):
         seed = args.seed + index
-        scene = make_scene(index, seed, allow_scans=not args.quick)
-        scene_records = list(run_scene(index, scene, model, strategies, args.max_calls))
-        records.extend(scene_records)
-        vstar = [r for r in scene_records if r.strategy == "vstar"]
-        progress = ", ".join(
-            f"{r.target}({r.target_side}px):{r.patches_scored}{'' if r.success else '!'}"
-            for r in vstar
-        )
+        scene = make_scene(index, seed, allow_scans=not (args.quick or args.no_scans))
+        progress = []
+        for mode, model in models.items():
+            scene_records = list(run_scene(index, scene, model, strategies, args.max_calls, mode))
+            records.extend(scene_records)
+            progress.append(
+                f"{mode}: "
+                + ", ".join(
+                    f"{r.target}({r.target_side}px):{r.patches_scored}{'' if r.success else '!'}"
+                    for r in scene_records
+                    if r.strategy == "vstar"
+                )
+            )
         print(
-            f"[{index + 1}/{n}] {scene.spec.width}x{scene.spec.height} vstar {progress}"
-            f"  {time.perf_counter() - started:.0f}s",
+            f"[{index + 1}/{n}] {scene.spec.width}x{scene.spec.height} vstar "
+            f"{'; '.join(progress)}  {time.perf_counter() - started:.0f}s",
             file=sys.stderr,
             flush=True,
         )
@@ -565,25 +775,35 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
     search_seconds = time.perf_counter() - started
 
-    table = summarise(records, strategies)
+    tables = {mode: summarise([r for r in records if r.mode == mode], strategies) for mode in modes}
     views = memory = None
     if not args.quick and not (args.no_views and args.no_memory):
         scan = generate_scene(
             args.seed + 100_000, SceneSpec(width=12000, height=9000, n_tables=(1, 4))
         )
         if not args.no_views:
-            views = view_timing(scan, model, args.max_calls)
+            views = view_timing(scan, models[modes[0]], args.max_calls)
         if not args.no_memory:
             memory = peak_memory(scan, args.input_size)
         del scan
         gc.collect()
 
+    n_targets = sum(1 for r in records if r.mode == modes[0] and r.strategy == strategies[0])
     print(
-        f"\nSearch length on {n} scenes, {len(records) // max(1, len(strategies))} targets "
-        f"(seed {args.seed}, input_size {args.input_size}, max_calls {args.max_calls}); "
+        f"\nSearch length on {n} scenes, {n_targets} targets (seed {args.seed}, input_size "
+        f"{args.input_size}, max_calls {args.max_calls}, modes {', '.join(modes)}); "
         f"{search_seconds:.0f} s"
     )
-    print_table(table)
+    print(
+        "success: found and IoU > 0.5; mean/median: patches scored; paper len: mean "
+        "patches over successful searches (the paper's search length); passes: forward passes"
+    )
+    for mode in modes:
+        print(f"\n== mode: {mode} ==")
+        print_table(tables[mode])
+    if len(modes) > 1:
+        print("\nSide by side (len = the paper's search length, successful searches only):")
+        print_side_by_side(tables)
     if views:
         print("\nView preparation on a 12000x9000 scan (median ms per view):")
         for name, s in views["sets"].items():
@@ -601,28 +821,38 @@ def main(argv: list[str] | None = None) -> int:
             f"{memory['peak_over_decoded']:.2f}x the decoded RGB image "
             f"({memory['decoded_image_bytes'] / 2**20:.0f} MiB)"
         )
-    checks = check_targets(table, views, memory)
-    if checks:
-        print("\nTargets (issue 2):")
-        for label, ok, value in checks:
-            mark = "met " if ok else "MISS"
-            print(f"  [{mark}] {label}: {value}")
+    checks: dict[str, list[Check]] = {}
+    if "reference" in tables:
+        checks["issue 2 (reference)"] = check_targets(tables["reference"], views, memory)
+    for mode in modes:
+        checks[f"issue 7 ({mode})"] = issue7_targets(tables[mode], mode)
+    for title, found in checks.items():
+        if found:
+            print_checks(f"\nTargets, {title}:", found)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "config": {
             "n": n,
             "seed": args.seed,
+            "modes": modes,
             "strategies": strategies,
             "max_calls": args.max_calls,
             "input_size": args.input_size,
             "search_seconds": search_seconds,
+            "command": " ".join(sys.argv),
         },
-        "summary": table,
-        "by_size": by_size(records, strategies),
+        "summary": tables[modes[0]] if len(modes) == 1 else tables,
+        "by_mode": tables,
+        "by_size": {
+            mode: by_size([r for r in records if r.mode == mode], strategies) for mode in modes
+        },
         "view_timing": views,
         "memory": memory,
-        "targets": [{"check": c, "met": ok, "value": v} for c, ok, v in checks],
+        "targets": {
+            title: [{"check": c, "met": ok, "value": v} for c, ok, v in found]
+            for title, found in checks.items()
+        },
         "records": [asdict(r) for r in records],
     }
     args.output.write_text(json.dumps(payload, indent=1))

@@ -4,6 +4,10 @@ It stands in for OWLv2 or the paper's VSM in tests, benchmarks and the offline d
 it looks at each view only after shrinking it to ``input_size`` (longer side), so a
 target too small at the root is genuinely invisible there, and its heatmap is soft,
 discriminative evidence for the phrase on a [0, 1] scale.
+
+Two honest degradations (off by default; see ``perception.degradations``) make it behave
+like the detectors users bring: ``weak_heatmap`` (shape evidence only for shapes a ViT
+patch can see) and ``fallible`` (confident false boxes on clutter, missed detections).
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from seal_agent.shapeworld.perception import (
     DEFAULT_CONFIG,
     PerceptionConfig,
     Phrase,
+    ViewAnalysis,
     analyze_view,
     parse_phrase,
 )
+from seal_agent.shapeworld.perception.degradations import Fallibility, WeakHeatmap, view_rng
+from seal_agent.shapeworld.scene import SHAPES
 
 #: Thresholds on this model's scales. Confidences are posterior x acuity x fit, so
 #: 0.5 / 0.3 keep the reference's meaning ("made out" / "plausible"). The heatmap is
@@ -44,7 +51,10 @@ class ReferenceSearchModel:
     """Resolution-honest pixel locator of shape-world phrases ("red star", "table").
 
     Stateless between calls (the shape templates are built once, under a lock, and only
-    read), so one instance may serve several threads.
+    read; the fallible draws are seeded per call from the view), so one instance may
+    serve several threads.
+
+    ``weak_heatmap`` and ``fallible`` degrade it honestly (both ``None``: the reference).
     """
 
     def __init__(
@@ -52,12 +62,17 @@ class ReferenceSearchModel:
         input_size: int = 512,
         thresholds: ModelThresholds | None = None,
         config: PerceptionConfig = DEFAULT_CONFIG,
+        *,
+        weak_heatmap: WeakHeatmap | None = None,
+        fallible: Fallibility | None = None,
     ) -> None:
         if not isinstance(input_size, int) or input_size < 32:
             raise ValueError(f"input_size must be an int >= 32, got {input_size!r}")
         self._input_size = input_size
         self._thresholds = thresholds or REFERENCE_THRESHOLDS
         self._config = config
+        self._weak = weak_heatmap
+        self._fallible = fallible
 
     @property
     def input_size(self) -> int:
@@ -71,8 +86,21 @@ class ReferenceSearchModel:
     def config(self) -> PerceptionConfig:
         return self._config
 
+    @property
+    def weak_heatmap(self) -> WeakHeatmap | None:
+        return self._weak
+
+    @property
+    def fallible(self) -> Fallibility | None:
+        return self._fallible
+
     def __repr__(self) -> str:
-        return f"ReferenceSearchModel(input_size={self._input_size})"
+        extras = "".join(
+            f", {name}={value!r}"
+            for name, value in (("weak_heatmap", self._weak), ("fallible", self._fallible))
+            if value is not None
+        )
+        return f"ReferenceSearchModel(input_size={self._input_size}{extras})"
 
     def predict(
         self, views: Sequence[Image.Image], phrases: Sequence[str]
@@ -80,7 +108,7 @@ class ReferenceSearchModel:
         """``[view][phrase]`` predictions; boxes in each view's own pixel frame."""
         if isinstance(phrases, str):
             raise SearchModelError("phrases must be a sequence of strings, not one string")
-        parsed = [self._parse(p) for p in phrases]
+        parsed = [(self._parse(p), p) for p in phrases]
         results: list[list[PatchPrediction]] = []
         for index, view in enumerate(views):
             if not isinstance(view, Image.Image):
@@ -97,10 +125,17 @@ class ReferenceSearchModel:
             raise SearchModelError(f"a phrase must be a string, got {type(phrase).__name__}")
         return parse_phrase(phrase)
 
-    def _predict_one(self, view: Image.Image, phrases: list[Phrase]) -> list[PatchPrediction]:
+    def _predict_one(
+        self, view: Image.Image, phrases: list[tuple[Phrase, str]]
+    ) -> list[PatchPrediction]:
         analysis, sx, sy = analyze_view(view, self._input_size, self._config)
         predictions = []
-        for phrase in phrases:
+        for phrase, text in phrases:
+            found = analysis.detections(phrase)
+            extra: tuple[tuple[float, float, float], ...] = ()
+            if self._fallible is not None:
+                rng = view_rng(view, text, self._fallible.seed)
+                found, extra = _fail(analysis, phrase, found, self._fallible, rng)
             detections = tuple(
                 Detection(
                     box=Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy).clip(
@@ -108,9 +143,9 @@ class ReferenceSearchModel:
                     ),
                     score=score,
                 )
-                for box, score in analysis.detections(phrase)
+                for box, score in found
             )
-            heatmap = analysis.heatmap(phrase).astype(np.float32, copy=False)
+            heatmap = analysis.heatmap(phrase, self._weak, extra).astype(np.float32, copy=False)
             predictions.append(
                 PatchPrediction(
                     detections=tuple(d for d in detections if not d.box.is_empty),
@@ -120,4 +155,43 @@ class ReferenceSearchModel:
         return predictions
 
 
-__all__ = ["REFERENCE_THRESHOLDS", "ReferenceSearchModel"]
+def _fail(
+    analysis: ViewAnalysis,
+    phrase: Phrase,
+    found: list[tuple[Box, float]],
+    fallible: Fallibility,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[Box, float]], tuple[tuple[float, float, float], ...]]:
+    """Drop detections at ``miss_rate``; at ``false_box_rate`` add one confident box on
+    clutter (a blob the model itself scores as not the phrase), and its heatmap point.
+
+    The draws come in a fixed order from ``rng``, so a view and phrase always fail alike.
+    """
+    if phrase.kind != "object":
+        return found, ()
+    wants_false = rng.random() < fallible.false_box_rate
+    pick, score = rng.random(), rng.uniform(*fallible.false_score)
+    misses = rng.random(len(found))
+    kept = [
+        (box, s)
+        for (box, s), u in zip(found, misses, strict=True)
+        if s < fallible.miss_above or u >= fallible.miss_rate
+    ]
+    if not wants_false or analysis.n_blobs == 0:
+        return kept, ()
+    clutter = np.flatnonzero(analysis.phrase_scores(phrase) < fallible.max_clutter_score)
+    if clutter.size == 0:
+        return kept, ()
+    blob = int(clutter[min(int(pick * clutter.size), clutter.size - 1)])
+    shape = (
+        SHAPES.index(phrase.shape)
+        if phrase.shape is not None
+        else int(analysis.shape_posterior[blob].argmax())
+    )
+    x1, y1, x2, y2 = (float(v) for v in analysis.boxes(shape)[blob])
+    false = (Box(x1, y1, x2, y2), float(score))
+    cx, cy = (float(v) for v in analysis.centroid[blob])
+    return sorted([*kept, false], key=lambda d: -d[1]), ((cx, cy, float(score)),)
+
+
+__all__ = ["REFERENCE_THRESHOLDS", "Fallibility", "ReferenceSearchModel", "WeakHeatmap"]

@@ -48,6 +48,7 @@ from seal_agent.shapeworld.perception.api import (
     perceive,
 )
 from seal_agent.shapeworld.perception.config import DEFAULT_CONFIG, PerceptionConfig
+from seal_agent.shapeworld.perception.degradations import Fallibility, WeakHeatmap
 from seal_agent.shapeworld.perception.phrases import Phrase, parse_phrase
 from seal_agent.shapeworld.perception.pipeline import analyze_view
 from seal_agent.shapeworld.perception.templates import _inside as _inside
@@ -55,12 +56,14 @@ from seal_agent.shapeworld.perception.views import analysis_view, model_view
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "Fallibility",
     "PerceivedObject",
     "PerceivedTable",
     "Perception",
     "PerceptionConfig",
     "Phrase",
     "ViewAnalysis",
+    "WeakHeatmap",
     "acuity",
     "analysis_view",
     "analyze_view",

@@ -12,6 +12,7 @@ from scipy import ndimage
 from seal_agent.imaging.geometry import Box
 from seal_agent.shapeworld.perception.acuity import acuity
 from seal_agent.shapeworld.perception.config import PerceptionConfig
+from seal_agent.shapeworld.perception.degradations import WeakHeatmap
 from seal_agent.shapeworld.perception.phrases import Phrase
 from seal_agent.shapeworld.perception.tables import _TABLE_STRIDE
 from seal_agent.shapeworld.perception.templates import _bank
@@ -79,8 +80,17 @@ class ViewAnalysis:
                 scores = scores * acuity(np.sqrt(self.ink) * 2, self.config)
         return scores
 
-    def phrase_evidence(self, phrase: Phrase) -> np.ndarray:
-        """(N,) soft evidence for the heatmap: looks like this rather than the alternatives."""
+    def blob_side(self) -> np.ndarray:
+        """(N,) side (model px) of each blob under its most likely shape: its apparent size."""
+        best = self.shape_posterior.argmax(axis=1)
+        return self.side[np.arange(self.n_blobs), best]
+
+    def phrase_evidence(self, phrase: Phrase, weak: WeakHeatmap | None = None) -> np.ndarray:
+        """(N,) soft evidence for the heatmap: looks like this rather than the alternatives.
+
+        With ``weak``, blobs smaller than ``weak.min_shape_px`` carry no shape evidence,
+        only a faint objectness times the colour match (see ``degradations``).
+        """
         evidence = np.ones(self.n_blobs)
         if phrase.shape is not None:
             # Only what looks MORE like the shape than chance (1 in 5) counts: hundreds of
@@ -89,12 +99,24 @@ class ViewAnalysis:
             chance = 1.0 / len(SHAPES)
             lift = np.clip((p - chance) / (1.0 - chance), 0.0, 1.0)
             evidence = evidence * lift**self.config.evidence_power
+            if weak is not None:
+                unresolved = self.blob_side() < weak.min_shape_px
+                evidence = np.where(unresolved, weak.unresolved_weight, evidence)
         if phrase.colour is not None:
             evidence = evidence * self.colour_fraction[:, COLOURS.index(phrase.colour)]
         return evidence
 
-    def heatmap(self, phrase: Phrase) -> np.ndarray:
-        """Blurred evidence on a grid of ``heatmap_stride`` model px, values in [0, 1]."""
+    def heatmap(
+        self,
+        phrase: Phrase,
+        weak: WeakHeatmap | None = None,
+        extra: tuple[tuple[float, float, float], ...] = (),
+    ) -> np.ndarray:
+        """Blurred evidence on a grid of ``heatmap_stride`` model px, values in [0, 1].
+
+        ``extra``: (x, y, evidence) points in model px added to the blobs' evidence (a
+        fallible detector's false detections, which its class map shows too).
+        """
         cfg = self.config
         stride = cfg.heatmap_stride
         grid = np.zeros((-(-self.height // stride), -(-self.width // stride)), np.float32)
@@ -107,14 +129,19 @@ class ViewAnalysis:
                 grid[: cells.shape[0], : cells.shape[1]] = cells
                 grid = ndimage.gaussian_filter(grid, sigma, mode="constant")
             return np.clip(grid, 0.0, 1.0)
-        if phrase.kind == "unknown" or self.n_blobs == 0:
+        if phrase.kind == "unknown" or (self.n_blobs == 0 and not extra):
             return grid
-        evidence = self.phrase_evidence(phrase).astype(np.float32)
+        evidence = self.phrase_evidence(phrase, weak).astype(np.float32)
+        points = self.centroid
+        if extra:
+            added = np.asarray(extra, dtype=np.float64).reshape(-1, 3)
+            points = np.concatenate([points.reshape(-1, 2), added[:, :2]])
+            evidence = np.concatenate([evidence, added[:, 2].astype(np.float32)])
         keep = evidence > 1e-4
         if not keep.any():
             return grid
-        cx = np.clip((self.centroid[keep, 0] / stride).astype(np.intp), 0, grid.shape[1] - 1)
-        cy = np.clip((self.centroid[keep, 1] / stride).astype(np.intp), 0, grid.shape[0] - 1)
+        cx = np.clip((points[keep, 0] / stride).astype(np.intp), 0, grid.shape[1] - 1)
+        cy = np.clip((points[keep, 1] / stride).astype(np.intp), 0, grid.shape[0] - 1)
         np.add.at(grid, (cy, cx), evidence[keep] / _kernel_peak(sigma))
         grid = ndimage.gaussian_filter(grid, sigma, mode="constant")
         return np.clip(grid, 0.0, 1.0)
