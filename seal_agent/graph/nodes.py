@@ -19,6 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
+from PIL import Image
 
 from seal_agent.errors import (
     ChatModelError,
@@ -341,8 +342,23 @@ class SealNodes:
             )
 
         cue = self._context_cue(ref, pyramid, settings, emit) if settings.context_cue else None
-        engine = VStarSearch(resolve(self.search_model), settings.search)
-        result = engine.search(pyramid, target, context_cue=cue, on_step=on_step)
+        try:
+            engine = VStarSearch(self._search_model(), settings.search)
+        except SearchModelError as exc:  # a model that cannot be set up is a model fault
+            result = SearchResult(
+                target=target,
+                strategy=settings.search.strategy,
+                found=False,
+                box=None,
+                confidence=None,
+                stop_reason="model_error",
+                message=str(exc),
+                patches_scored=0,
+                forward_passes=0,
+                elapsed_s=0.0,
+            )
+        else:
+            result = engine.search(pyramid, target, context_cue=cue, on_step=on_step)
         if result.stop_reason == "model_error" and settings.raise_on_search_error:
             raise SearchModelError(f"the search for {target!r} failed: {result.message}")
         outcome = outcome_from_result(result)
@@ -357,23 +373,43 @@ class SealNodes:
         emit(event)
         return {"searches": {target: outcome}, "events": [event]}
 
+    def _search_model(self) -> SearchModel:
+        """The search model, built on first use; a factory failing is a model fault."""
+        try:
+            return resolve(self.search_model)
+        except SealError:
+            raise
+        except Exception as exc:
+            raise SearchModelError(
+                f"the search model could not be built: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def _context_cue(
         self,
         ref: ImageRef,
         pyramid: ImagePyramid,
         settings: SealConfig,
         emit: Callable[[Event], None],
-    ) -> Callable[[str], str | None]:
-        """The search's contextual cue: asks the VQA model where the target usually is."""
+    ) -> Callable[..., str | None]:
+        """The search's contextual cue: asks the VQA model where the target usually is.
 
-        def ask(target: str) -> str | None:
+        Shown the global image, or, when the search passes ``view`` (``seal`` asks at
+        every weak-cue patch, as the reference does), that patch.
+        """
+
+        def ask(target: str, view: Image.Image | None = None) -> str | None:
             question = prompts.CONTEXT_CUE_QUESTION.format(target=target)
-            message = HumanMessage(
-                content=[
-                    self._global_block(ref, pyramid, settings),
-                    {"type": "text", "text": question},
-                ]
-            )
+            if view is None:
+                shown = self._global_block(ref, pyramid, settings)
+            else:
+                side = settings.vqa_image_max_side
+                if max(view.width, view.height) > side:
+                    view = view.copy()
+                    view.thumbnail((side, side), Image.Resampling.BICUBIC)
+                shown = image_block(
+                    encode_image(view, settings.image_format), settings.image_format
+                )
+            message = HumanMessage(content=[shown, {"type": "text", "text": question}])
             reply = self._chat([message], f"asking where the {target} usually is")
             phrase = parse_context_cue(reply, target)
             emit({"event": "context_cue", "target": target, "phrase": phrase, "reply": reply})

@@ -51,8 +51,28 @@ class SearchConfig(BaseModel):
         None,
         ge=1,
         description=(
-            "patches scored per forward pass (popped together from the queue); None: 1 for "
-            "the tree searches (seal always 1, as the reference), 8 for sliding-window"
+            "most patches scored per forward pass where a strategy batches: the "
+            "sliding-window's tiles and vstar's native tiles (None: 8, for both); vstar "
+            "visits its tree patches one by one (each view decides the next). For "
+            "bfs/dfs/random orders it is the patches popped per pass (None: 1); seal "
+            "always 1, as the reference"
+        ),
+    )
+    confirm: bool = Field(
+        True,
+        description=(
+            "every strategy but seal: a box above confidence_high seen at less than native "
+            "detail (a view coarser than the image, or upsampled beyond the model's "
+            "max_upsample) ends the search only once a native-detail window around it "
+            "confirms it; a failed confirmation dismisses it"
+        ),
+    )
+    signal_descent: bool = Field(
+        True,
+        description=(
+            "vstar: where a coarse view's heatmaps carry no signal, go straight to "
+            "native-resolution tiles (batched) ranked by what signal there is; where a "
+            "telling map points at one place, look there through a native window next"
         ),
     )
     candidate_zoom: bool = Field(

@@ -7,24 +7,30 @@ children. The strategies differ in the frontier's order (frontier.py) and, for
 ``seal`` versus ``vstar``, in the rules marked "vstar departs from seal" below:
 
 * ``seal`` is the reference code (penghao-wu/vstar, visual_search.py) as described in
-  vstar-reference.md, step for step. (The published script also overrides the cue
-  threshold with ``threshold = 500``, i.e. always uses the contextual cue; we follow
-  the documented delta(level) schedule instead.)
+  vstar-reference.md, step for step: it asks the contextual cue at every weak-cue
+  patch, showing that patch, and follows the documented delta(level) schedule. (Early
+  commits of the reference overrode the schedule with ``threshold = 500``, i.e. always
+  the contextual cue; the reference removed that override on 2023-12-25.)
 * ``vstar`` is ours: the same skeleton, with each departure explained where it is made:
   a resolution-aware leaf rule, overlapping children, target and context phrases in one
   model call, a weak target cue mixed with the context rather than dropped, a
-  probability priority instead of the level-weighted mass sum, candidate zooms, and
-  fallback candidates superseded by closer looks. Measured on shape world
-  (benchmarks/search_length.py): about 0.4x the patches of breadth-first search and
-  0.5-0.9x the reference's, with success at 100 % where the reference misses targets
-  in large images;
+  probability priority instead of the level-weighted mass sum, candidate zooms,
+  heatmap-peak windows and batched native tiles chosen by how much each heatmap
+  discriminates (signal.py), confident boxes confirmed at native detail before they
+  end the search, and fallback candidates superseded by closer looks;
 * ``bfs``/``dfs``/``random-bfs``/``random-dfs`` visit the same tree as ``vstar`` with the
-  same visit, leaf, found and fallback rules, in an uninformed order (no cue, no zoom);
-* ``sliding-window`` scores every native-resolution tile in raster order.
+  same visit, leaf, confirmation, found and fallback rules, in an uninformed order (no
+  cue, no zoom);
+* ``sliding-window`` scores every native-resolution tile in raster order, in batches.
+
+Every strategy returns its best live candidate at or above ``confidence_low`` as a
+flagged fallback when it ends without a confident box, budget and deadline stops
+included.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -50,9 +56,13 @@ from seal_agent.search.protocol import (
     ModelThresholds,
     PatchPrediction,
     SearchModel,
+    accepts_scales,
+    declared_max_upsample,
+    declared_score_range,
     validate_predictions,
 )
 from seal_agent.search.result import ScoredBox, SearchResult, StopReason, TraceStep
+from seal_agent.search.signal import peak_cell, peak_share, peak_signal
 from seal_agent.search.tiling import (
     is_native_leaf,
     is_seal_leaf,
@@ -62,7 +72,11 @@ from seal_agent.search.tiling import (
     zoom_window,
 )
 
-ContextCue = Callable[[str], str | None]
+#: The contextual cue: ``cue(target)`` names where the target usually is ("table").
+#: A callable that also takes ``view=`` (a PIL image of the patch) is, for ``seal``,
+#: asked at every weak-cue patch and shown that patch, as the reference does; ``vstar``
+#: asks once per target, without a view (the caller shows its global image).
+ContextCue = Callable[..., str | None]
 StepCallback = Callable[[TraceStep], None]
 
 #: vstar: a candidate zoom must show the candidate at least this many times sharper
@@ -73,9 +87,19 @@ MIN_ZOOM_GAIN = 1.5
 STRONG_CUE_UNIFORM = 0.1
 WEAK_CUE_UNIFORM = 0.5
 #: Tree strategies score one patch per forward pass unless told otherwise (the search
-#: length is the measure); the sliding window has no order to exploit, so it batches.
+#: length is the measure); the sliding window and vstar's native tiles have no order
+#: that one view could change, so they batch (a size a GPU takes in one pass: OWLv2 at
+#: 960 px fits 8 views in ~6 GB).
 DEFAULT_TREE_BATCH = 1
-DEFAULT_WINDOW_BATCH = 8
+DEFAULT_BATCH = 8
+#: Views within this factor of the image's own pixels count as native detail.
+NATIVE_TOLERANCE = 1.02
+#: vstar: a coarse view whose target (and context) heatmaps peak no higher than noise
+#: would (signal.peak_signal below this) carries no signal to descend by.
+FLAT_SIGNAL = 1.0
+#: vstar: a target cue above its threshold whose bright cells lie at least this much
+#: within one native window points at one place: look there next.
+PEAK_WINDOW_SHARE = 0.8
 
 #: The clock budgets are measured with (a module attribute so tests can drive it).
 _clock = time.perf_counter
@@ -88,20 +112,29 @@ class VStarSearch:
     """
 
     def __init__(self, model: SearchModel, config: SearchConfig | None = None) -> None:
-        input_size = getattr(model, "input_size", None)
+        try:
+            input_size = getattr(model, "input_size", None)
+            defaults = getattr(model, "thresholds", None)
+        except Exception as exc:  # a lazy model whose loading fails
+            raise SearchModelError(
+                f"search model could not be set up: {type(exc).__name__}: {exc}"
+            ) from exc
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
             raise SearchModelError(
                 f"search model must have a positive integer input_size, got {input_size!r}"
             )
         if not callable(getattr(model, "predict", None)):
             raise SearchModelError("search model has no predict(views, phrases) method")
-        defaults = getattr(model, "thresholds", None)
         if not isinstance(defaults, ModelThresholds):
             raise SearchModelError(
                 f"search model thresholds must be ModelThresholds, got {type(defaults).__name__}"
             )
         self.model = model
         self.config = config if config is not None else SearchConfig()
+        # The optional protocol parts, detected once (protocol.SearchModel).
+        self.passes_scales = accepts_scales(model)
+        self.max_upsample = declared_max_upsample(model)
+        self.score_range = declared_score_range(model)
         try:
             self.thresholds = self.config.resolve_thresholds(defaults)
             ModelThresholds.model_validate(self.thresholds.model_dump())
@@ -119,7 +152,9 @@ class VStarSearch:
         """Find ``target`` (a short noun phrase such as "red star") in ``image``.
 
         ``context_cue(target)`` names where the target usually is ("table"); it is asked
-        at most once, and only if a patch's target cue is too weak to steer by.
+        only if a patch's target cue is too weak to steer by: once per target, or, for
+        ``seal`` with a callable that takes ``view=``, at every weak-cue patch, shown
+        that patch (the reference).
         """
         if not isinstance(target, str) or not target.strip():
             raise InvalidQuestionError(f"search target must be a non-empty phrase, got {target!r}")
@@ -145,6 +180,8 @@ class _Candidate:
     step: int
     detail: float  # view px per image px (<= 1) of the view it was seen in
     superseded: bool = False
+    dismissed: bool = False  # a confident box its native-detail confirmation rejected
+    instances: list[ScoredBox] | None = None  # root instances, kept until confirmed
 
 
 @dataclass(slots=True)
@@ -205,14 +242,30 @@ class _SearchRun:
         # cut by a split line lies whole in some child; the reference tiles exactly,
         # leaving such a target split between two children and found in neither.
         self.overlap = 0.0 if self.is_seal else cfg.split_overlap
+        self.tile_batch = cfg.batch_size if cfg.batch_size is not None else DEFAULT_BATCH
         if self.is_seal:
             self.batch_size = 1  # the reference scores one patch per visit
+        elif self.strategy == "sliding-window":
+            self.batch_size = self.tile_batch
+        elif self.strategy == "vstar":
+            # vstar visits tree patches one by one (each view decides what comes next)
+            # and batches only its native tiles (see run()).
+            self.batch_size = self.tile_batch
         elif cfg.batch_size is not None:
             self.batch_size = cfg.batch_size
-        elif self.strategy == "sliding-window":
-            self.batch_size = DEFAULT_WINDOW_BATCH
         else:
             self.batch_size = DEFAULT_TREE_BATCH
+        self.batch_kinds: frozenset[str] | None = (
+            frozenset({"tile"}) if self.strategy == "vstar" else None
+        )
+        self.passes_scales = engine.passes_scales
+        self.max_upsample = engine.max_upsample
+        self.score_range = engine.score_range
+        self.context_takes_view = self.is_seal and _takes_view(context_cue)
+        self.confirm = cfg.confirm and not self.is_seal
+        self.confirmations = 0
+        self.dismissed = 0
+        self.pending: dict[int, _Candidate] = {}
         floor = cfg.zoom_min_confidence
         self.zoom_floor = self.th.confidence_low / 2 if floor is None else floor
 
@@ -234,7 +287,7 @@ class _SearchRun:
                 limit = self.batch_size
                 if self.cfg.max_calls is not None:
                     limit = min(limit, self.cfg.max_calls - self.patches_scored)
-                hit = self._visit(self.frontier.pop_batch(limit))
+                hit = self._visit(self.frontier.pop_batch(limit, self.batch_kinds))
                 if hit is not None:
                     return self._found(hit)
         except _StopSearchError as stop:
@@ -259,37 +312,54 @@ class _SearchRun:
 
     # -- model -------------------------------------------------------------------------
     def _predict(
-        self, views: Sequence[Image.Image], phrases: Sequence[str]
+        self,
+        views: Sequence[Image.Image],
+        phrases: Sequence[str],
+        frames: Sequence[ViewTransform],
     ) -> list[list[PatchPrediction]]:
         self.patches_scored += len(views)
         self.forward_passes += 1
         try:
-            output = self.model.predict(list(views), list(phrases))
+            if self.passes_scales:
+                scales = [f.patch.width / f.view_width for f in frames]
+                output = self.model.predict(list(views), list(phrases), scales=scales)  # type: ignore[call-arg]
+            else:
+                output = self.model.predict(list(views), list(phrases))
         except Exception as exc:  # a model fault ends the search; Ctrl-C still propagates
             raise _StopSearchError(
                 "model_error", f"search model raised {type(exc).__name__}: {exc}"
             ) from exc
         try:
-            return validate_predictions(output, views, phrases)
+            return validate_predictions(output, views, phrases, self.score_range)
         except SearchModelError as exc:
             raise _StopSearchError("model_error", str(exc)) from exc
 
-    def _context(self) -> str | None:
-        """The context phrase, asked of the caller once per target and only when needed."""
-        if self.context_asked:
+    def _context(self, view: Image.Image | None = None) -> str | None:
+        """The context phrase: asked once per target (vstar, or a callable that cannot be
+        shown a patch), or for seal at every weak-cue patch, showing it (the reference)."""
+        per_patch = self.context_takes_view and view is not None
+        if self.context_asked and not per_patch:
             return self.context_phrase
         self.context_asked = True
         if self.context_cue is None:
             return None
         try:
-            answer = self.context_cue(self.target)
+            answer = (
+                self.context_cue(self.target, view=view)
+                if per_patch
+                else self.context_cue(self.target)
+            )
         except Exception as exc:  # the caller's LLM failing must not end the search
             self.notes.append(f"context cue failed ({type(exc).__name__}: {exc})")
             return None
+        phrase: str | None = None
         if isinstance(answer, str) and answer.strip():
             phrase = answer.strip()
-            if phrase.lower() != self.target.lower():
-                self.context_phrase = phrase
+            if phrase.lower() == self.target.lower():
+                phrase = None
+        if per_patch:
+            return phrase
+        self.context_phrase = phrase
         return self.context_phrase
 
     def _phrases(self) -> list[str]:
@@ -305,7 +375,7 @@ class _SearchRun:
         views: list[tuple[Image.Image, ViewTransform]] = [
             self.pyramid.view(node.patch, self.input_size) for node in batch
         ]
-        predictions = self._predict([v for v, _ in views], self._phrases())
+        predictions = self._predict([v for v, _ in views], self._phrases(), [f for _, f in views])
         hits: list[_Hit] = []
         for node, (view, frame), per_phrase in zip(batch, views, predictions, strict=True):
             hit = self._visit_one(node, view, frame, per_phrase)
@@ -323,10 +393,14 @@ class _SearchRun:
         index = len(self.trace)
         detections = self._image_detections(per_phrase[0], frame)
         best = max(detections, key=lambda d: d.score, default=None)
-        detail = min(1.0, frame.scale_x, frame.scale_y)
+        scale = min(frame.scale_x, frame.scale_y)  # view px per image px
+        detail = min(1.0, scale)
         hit: _Hit | None = None
         cue: str = "none"
         cue_phrase: str | None = None
+        confirming = self.pending.pop(node.confirms, None) if node.confirms is not None else None
+        if confirming is not None:
+            self.confirmations += 1
         if best is not None and best.score > self.th.confidence_high:
             instances: list[ScoredBox] = []
             if node.kind == "root":  # the reference returns every instance at the root only
@@ -335,14 +409,36 @@ class _SearchRun:
                     for d in sorted(detections, key=lambda d: -d.score)
                     if d.score > self.th.confidence_high
                 ]
-            hit = _Hit(best.box, best.score, index, instances)
+            elif confirming is not None and confirming.instances:
+                instances = confirming.instances
+            window = self._confirmation_window(best, node, scale)
+            if window is None:
+                hit = _Hit(best.box, best.score, index, instances)
+            else:
+                # vstar departs from seal (the baselines share it): a confident box seen
+                # at less than native detail is only a pending candidate until a native
+                # window around it confirms it. The reference stops at once; with real
+                # detectors most confidently wrong boxes come from such views (coarse
+                # views, upsampled leaves), measured in issue 7.
+                pending = _Candidate(best.box, best.score, index, detail, instances=instances)
+                self.candidates.append(pending)
+                self.pending[index] = pending
+                self.zoom_windows.append(window)
+                self.frontier.push_urgent(
+                    Node(window, node.level + 1, index, kind="confirm", confirms=index)
+                )
+                if not self._is_leaf(node):
+                    cue, cue_phrase = self._expand(node, index, view, frame, per_phrase)
         else:
+            if confirming is not None:  # the closer look did not see it: dismiss it
+                confirming.superseded = confirming.dismissed = True
+                self.dismissed += 1
             if not self.is_seal:
                 self._supersede(node.patch, detail)
             if best is not None:
                 self.candidates.append(_Candidate(best.box, best.score, index, detail))
             if not self._is_leaf(node):
-                cue, cue_phrase = self._expand(node, index, view, per_phrase)
+                cue, cue_phrase = self._expand(node, index, view, frame, per_phrase)
             if best is not None and self._wants_zoom(best, detail):
                 self._push_zoom(best, node, index)
         step = TraceStep(
@@ -361,6 +457,27 @@ class _SearchRun:
             self.on_step(step)
         return hit
 
+    def _confirmation_window(self, best: _Det, node: Node, scale: float) -> Box | None:
+        """The native-detail window that must confirm ``best`` first, or None to accept it.
+
+        A box needs confirming when its view was coarser than the image or upsampled
+        beyond what the model declares useful, and a window around it shows it closer
+        to native detail (else no view could do better: a small image, a big object).
+        """
+        if not self.confirm or node.kind == "confirm":
+            return None
+        coarse = scale * NATIVE_TOLERANCE < 1.0
+        enlarged = scale > self.max_upsample * NATIVE_TOLERANCE
+        if not (coarse or enlarged):
+            return None
+        window = zoom_window(best.box, self.width, self.height, self.input_size)
+        window_scale = self.input_size / max(window.width, window.height)
+        if coarse and window_scale <= scale * NATIVE_TOLERANCE:
+            return None
+        if enlarged and window_scale * NATIVE_TOLERANCE >= scale:
+            return None
+        return window
+
     def _image_detections(self, prediction: PatchPrediction, frame: ViewTransform) -> list[_Det]:
         """The model's boxes in original-image pixels, clipped; empty boxes dropped."""
         out: list[_Det] = []
@@ -371,7 +488,7 @@ class _SearchRun:
         return out
 
     def _is_leaf(self, node: Node) -> bool:
-        if node.kind in ("zoom", "tile"):
+        if node.kind in ("zoom", "tile", "confirm"):
             return True
         if self.is_seal:
             return is_seal_leaf(node.patch, self.smallest_size)
@@ -384,7 +501,12 @@ class _SearchRun:
 
     # -- cues and children ---------------------------------------------------------------
     def _expand(
-        self, node: Node, index: int, view: Image.Image, per_phrase: list[PatchPrediction]
+        self,
+        node: Node,
+        index: int,
+        view: Image.Image,
+        frame: ViewTransform,
+        per_phrase: list[PatchPrediction],
     ) -> tuple[str, str | None]:
         """Queue the node's children; returns the cue that ranked them and its phrase."""
         children = [c for c in self._children(node.patch) if c != node.patch]
@@ -396,7 +518,13 @@ class _SearchRun:
                 [Node(c, node.level + 1, index, kind="split") for c in children]
             )
             return "none", None
-        heatmap, cue, phrase, strong = self._cue(node, view, per_phrase)
+        heatmap, cue, phrase, strong = self._cue(node, view, frame, per_phrase)
+        if (
+            self.strategy == "vstar"
+            and self.cfg.signal_descent
+            and self._descend_by_signal(node, index, frame, per_phrase, heatmap, strong)
+        ):
+            return cue, phrase
         if self.is_seal or self.cfg.priority == "reference":
             # The reference: sum over the patch and its ancestors of their heatmap's
             # share in the child, weighted 1/4**level.
@@ -436,6 +564,66 @@ class _SearchRun:
         self.frontier.push_children(nodes)
         return cue, phrase
 
+    def _descend_by_signal(
+        self,
+        node: Node,
+        index: int,
+        frame: ViewTransform,
+        per_phrase: list[PatchPrediction],
+        heatmap: np.ndarray,
+        strong: bool,
+    ) -> bool:
+        """vstar: native tiles below a coarse view without signal (True: children queued),
+        and a native window on a telling map's single peak (queued next; returns False).
+
+        vstar departs from seal: the reference descends 2x2 through every coarse view
+        whatever its heatmap shows. A real detector's map holds nothing for an object a
+        few model pixels wide (issue 7: below ~40 px a face detector's map is flat), so
+        such views cost patches and steer nowhere; below one, the search steps straight
+        to the native-resolution tiles of the patch, ranked by whatever signal there is
+        and scored in batches, which bounds a flat search by the sliding window's cost.
+        Conversely a map above its threshold whose bright cells all lie in one native
+        window has said where to look: that window is looked at next, skipping the
+        levels in between (the children stay queued in case it shows nothing).
+        """
+        scale = min(frame.scale_x, frame.scale_y)
+        if scale * NATIVE_TOLERANCE >= 1.0:
+            return False
+        signal = max(peak_signal(per_phrase[0].heatmap), peak_signal(heatmap))
+        if signal < FLAT_SIGNAL:
+            margin = math.ceil(self.cfg.split_overlap * self.input_size)
+            tiles = native_tiles(node.patch, self.input_size, margin)
+            if len(tiles) < 2:
+                return False
+            cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
+            parent_p = node.priority if node.priority is not None else 1.0
+            self.frontier.push_children(
+                [
+                    Node(
+                        t,
+                        node.level + 1,
+                        index,
+                        priority=child_probability(parent_p, cue_mass, t, WEAK_CUE_UNIFORM),
+                        kind="tile",
+                    )
+                    for t in tiles
+                ]
+            )
+            return True
+        if strong:
+            target = normalise_heatmap(per_phrase[0].heatmap)
+            cell = peak_cell(target, node.patch)
+            window = zoom_window(cell, self.width, self.height, self.input_size)
+            window_scale = self.input_size / max(window.width, window.height)
+            if (
+                window_scale >= MIN_ZOOM_GAIN * scale
+                and peak_share(target, node.patch, window) >= PEAK_WINDOW_SHARE
+                and not any(w.contains(cell) for w in self.zoom_windows)
+            ):
+                self.zoom_windows.append(window)
+                self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom"))
+        return False
+
     def _children(self, patch: Box) -> list[Box]:
         if not self.is_seal and self.cfg.native_tiles > 0:
             # Optional (off by default): when a few native-resolution tiles cover the
@@ -451,7 +639,11 @@ class _SearchRun:
         return split_box(patch, self.overlap)
 
     def _cue(
-        self, node: Node, view: Image.Image, per_phrase: list[PatchPrediction]
+        self,
+        node: Node,
+        view: Image.Image,
+        frame: ViewTransform,
+        per_phrase: list[PatchPrediction],
     ) -> tuple[np.ndarray, str, str | None, bool]:
         """The map that ranks the children, which cue it is, its phrase, and whether the
         target cue was strong (above the level's threshold)."""
@@ -459,7 +651,7 @@ class _SearchRun:
         target = normalise_heatmap(target_pred.heatmap)
         if target_pred.cue_strength > self.th.cue_threshold_at(node.level):
             return target, "target", None, True
-        phrase = self._context()
+        phrase = self._context(view)
         if phrase is None:  # no context available: the target heatmap is all there is
             return target, "target", None, False
         if len(per_phrase) > 1:
@@ -470,7 +662,7 @@ class _SearchRun:
             # was not known when it was scored); every later call scores both phrases.
             if self.cfg.max_calls is not None and self.patches_scored >= self.cfg.max_calls:
                 return target, "target", None, False
-            context_heatmap = self._predict([view], [phrase])[0][0].heatmap
+            context_heatmap = self._predict([view], [phrase], [frame])[0][0].heatmap
         context = normalise_heatmap(context_heatmap)
         if self.is_seal or self.cfg.weak_cue == "context":
             return context, "context", phrase, False
@@ -537,9 +729,16 @@ class _SearchRun:
         box: Box | None,
         confidence: float | None,
         instances: list[ScoredBox] | None = None,
+        fallback: bool = False,
     ) -> SearchResult:
+        if self.confirmations:
+            message = (
+                f"{message}; {self.confirmations} confirmation patch(es) at native detail, "
+                f"{self.dismissed} confident box(es) dismissed"
+            )
         if self.notes:
-            message = f"{message}; {'; '.join(self.notes)}"
+            notes = list(dict.fromkeys(self.notes))  # a per-patch cue may fail many times
+            message = f"{message}; {'; '.join(notes[:3])}"
         return SearchResult(
             target=self.target,
             strategy=self.strategy,
@@ -548,9 +747,12 @@ class _SearchRun:
             confidence=confidence,
             instances=instances or [],
             stop_reason=reason,
+            fallback=fallback,
             message=message,
             patches_scored=self.patches_scored,
             forward_passes=self.forward_passes,
+            confirmations=self.confirmations,
+            dismissed=self.dismissed,
             elapsed_s=self._elapsed(),
             trace=self.trace,
         )
@@ -568,19 +770,25 @@ class _SearchRun:
             instances=hit.instances,
         )
 
-    def _exhausted(self) -> SearchResult:
+    def _fallback(self) -> _Candidate | None:
         best = self._best_candidate()
-        if best is not None and best.score >= self.th.confidence_low:
+        return best if best is not None and best.score >= self.th.confidence_low else None
+
+    def _exhausted(self) -> SearchResult:
+        fallback = self._fallback()
+        if fallback is not None:
             return self._result(
                 found=True,
                 reason="fallback",
                 message=(
                     f"no box cleared {self.th.confidence_high:g}; the best candidate "
-                    f"({best.score:.2f}) cleared confidence_low {self.th.confidence_low:g}"
+                    f"({fallback.score:.2f}) cleared confidence_low {self.th.confidence_low:g}"
                 ),
-                box=best.box,
-                confidence=best.score,
+                box=fallback.box,
+                confidence=fallback.score,
+                fallback=True,
             )
+        best = self._best_candidate()
         detail = f"best candidate {best.score:.2f}" if best is not None else "no candidate"
         return self._result(
             found=False,
@@ -595,6 +803,22 @@ class _SearchRun:
 
     def _unfinished(self, reason: StopReason, message: str) -> SearchResult:
         best = self._best_candidate()
+        # Budgets keep what was found: a search cut short by max_calls or its deadline
+        # returns its best live candidate at or above confidence_low (a confident box
+        # still awaiting confirmation included), flagged as a fallback. A model fault
+        # returns it too, but not as found: the run cannot vouch for it.
+        if reason in ("budget", "deadline") and (fallback := self._fallback()) is not None:
+            return self._result(
+                found=True,
+                reason=reason,
+                message=(
+                    f"{message}; returning the best candidate ({fallback.score:.2f}, at or "
+                    f"above confidence_low {self.th.confidence_low:g}) as a fallback"
+                ),
+                box=fallback.box,
+                confidence=fallback.score,
+                fallback=True,
+            )
         return self._result(
             found=False,
             reason=reason,
@@ -602,6 +826,17 @@ class _SearchRun:
             box=best.box if best is not None else None,
             confidence=best.score if best is not None else None,
         )
+
+
+def _takes_view(cue: ContextCue | None) -> bool:
+    """Whether a context-cue callable accepts ``view=`` (it can be shown the patch)."""
+    if cue is None:
+        return False
+    try:
+        params = inspect.signature(cue).parameters
+    except (TypeError, ValueError):
+        return False
+    return "view" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 __all__ = ["ContextCue", "StepCallback", "VStarSearch"]

@@ -16,7 +16,7 @@ from typing import Literal
 from seal_agent.imaging.geometry import Box
 from seal_agent.search.priority import HeatmapMass
 
-NodeKind = Literal["root", "split", "zoom", "tile"]
+NodeKind = Literal["root", "split", "zoom", "tile", "confirm"]
 
 
 @dataclass(slots=True)
@@ -28,6 +28,8 @@ class Node:
     parent: int | None  # trace index of the patch it came from
     priority: float | None = None
     kind: NodeKind = "split"
+    # For a "confirm" node: index of the pending candidate (engine-side) it confirms.
+    confirms: int | None = None
     # Cue heatmaps of the parent and all its ancestors, for the children's priorities.
     lineage: tuple[HeatmapMass, ...] = field(default=())
 
@@ -58,11 +60,31 @@ class Frontier:
             return self._urgent.popleft()
         return self._pop()
 
-    def pop_batch(self, limit: int) -> list[Node]:
-        """Up to ``limit`` nodes, in visiting order (to score in one forward pass)."""
-        batch: list[Node] = []
-        while len(batch) < limit and len(self):
-            batch.append(self.pop())
+    def _peek(self) -> Node:
+        raise NotImplementedError
+
+    def pop_batch(self, limit: int, only: frozenset[str] | None = None) -> list[Node]:
+        """Up to ``limit`` nodes, in visiting order (to score in one forward pass).
+
+        With ``only``, a batch grows past its first node only while that node and the
+        next ones in order are of those kinds (a best-first search batches its native
+        tiles and visits its tree patches one by one); urgent nodes then go alone.
+        """
+        if only is None:
+            batch: list[Node] = []
+            while len(batch) < limit and len(self):
+                batch.append(self.pop())
+            return batch
+        if not len(self):
+            return []
+        if self._urgent:
+            return [self._urgent.popleft()]
+        first = self._pop()
+        batch = [first]
+        if first.kind not in only:
+            return batch
+        while len(batch) < limit and self._size() and self._peek().kind in only:
+            batch.append(self._pop())
         return batch
 
 
@@ -82,6 +104,9 @@ class BestFirstFrontier(Frontier):
     def _pop(self) -> Node:
         return heapq.heappop(self._heap)[2]
 
+    def _peek(self) -> Node:
+        return self._heap[0][2]
+
     def _size(self) -> int:
         return len(self._heap)
 
@@ -98,6 +123,9 @@ class FifoFrontier(Frontier):
 
     def _pop(self) -> Node:
         return self._queue.popleft()
+
+    def _peek(self) -> Node:
+        return self._queue[0]
 
     def _size(self) -> int:
         return len(self._queue)
@@ -119,6 +147,9 @@ class LifoFrontier(Frontier):
 
     def _pop(self) -> Node:
         return self._stack.pop()
+
+    def _peek(self) -> Node:
+        return self._stack[-1]
 
     def _size(self) -> int:
         return len(self._stack)

@@ -8,6 +8,7 @@ reference model does it from pixels on the CPU.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,8 +89,26 @@ class SearchModel(Protocol):
 
     ``predict(views, phrases)[i][j]`` is the prediction for ``views[i]`` and
     ``phrases[j]``. All views are of one image; scoring several views in one call is
-    how a GPU model scores all children of a node in one forward pass. Implementations
-    must be safe to call from several threads (concurrent graph branches share one).
+    how a GPU model scores a batch of patches in one forward pass.
+
+    Optional, detected once per search (existing models need none of them):
+
+    * ``predict(views, phrases, *, scales=...)``: a model whose ``predict`` has a
+      ``scales`` parameter receives each view's scale, original-image pixels per view
+      pixel (> 1: the view is shrunk, < 1: upsampled), e.g. to size its anchors or to
+      know that a 12 px blob in a 1/8 view is a 96 px object.
+    * ``max_upsample`` (float, default 1.0): how far the model benefits from seeing
+      pixels enlarged. A confident box from a view upsampled beyond it (or from a view
+      coarser than the image) is confirmed at native detail before the search stops.
+    * ``score_range`` ((low, high), default (0.0, 1.0)): the range of detection scores;
+      a score outside it is a model fault.
+
+    Thread-safety: one model instance serves every concurrent graph branch, so
+    ``predict`` may be called from several threads at once and must not keep per-call
+    state on the instance. Keep read-only state (weights, templates) shared; guard
+    lazy initialisation and a non-reentrant forward pass with a ``threading.Lock``;
+    keep per-thread scratch (buffers, RNGs, CUDA streams) in a ``threading.local()``
+    created in ``__init__``, never in plain attributes.
     """
 
     @property
@@ -107,34 +126,141 @@ class SearchModel(Protocol):
     ) -> list[list[PatchPrediction]]: ...
 
 
+def accepts_scales(model: object) -> bool:
+    """Whether ``model.predict`` takes a ``scales`` keyword (an optional protocol part)."""
+    predict = getattr(model, "predict", None)
+    if predict is None:
+        return False
+    try:
+        params = inspect.signature(predict).parameters
+    except (TypeError, ValueError):  # builtins or C extensions without a signature
+        return False
+    param = params.get("scales")
+    return param is not None and param.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
+
+def _declared_float(model: object, name: str, default: float) -> float:
+    try:
+        value = getattr(model, name, default)
+    except Exception as exc:  # a property that raises
+        raise SearchModelError(f"search model attribute {name} raised {exc!r}") from exc
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SearchModelError(f"search model {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def declared_max_upsample(model: object) -> float:
+    """The model's ``max_upsample`` (default 1.0: enlarged pixels add nothing)."""
+    value = _declared_float(model, "max_upsample", 1.0)
+    if value < 1.0:
+        raise SearchModelError(f"search model max_upsample must be >= 1, got {value!r}")
+    return value
+
+
+def declared_score_range(model: object) -> tuple[float, float]:
+    """The model's ``score_range`` (default [0, 1])."""
+    try:
+        value = getattr(model, "score_range", (0.0, 1.0))
+    except Exception as exc:
+        raise SearchModelError(f"search model attribute score_range raised {exc!r}") from exc
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise SearchModelError(
+            f"search model score_range must be two numbers (low, high), got {value!r}"
+        ) from exc
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise SearchModelError(f"search model score_range must satisfy low < high, got {value!r}")
+    return low, high
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _check_detection(det: object, where: str, score_range: tuple[float, float]) -> None:
+    if not isinstance(det, Detection):
+        raise SearchModelError(f"{where}: a detection is {type(det).__name__}, expected Detection")
+    box = det.box
+    if not isinstance(box, (tuple, list)) or len(box) != 4:
+        size = len(box) if isinstance(box, (tuple, list)) else type(box).__name__
+        raise SearchModelError(
+            f"{where}: a box has {size} coordinates, expected 4 (x1, y1, x2, y2)"
+        )
+    if not all(_is_real(v) for v in box):
+        kinds = ", ".join(type(v).__name__ for v in box)
+        raise SearchModelError(f"{where}: box coordinates must be numbers, got ({kinds})")
+    if not all(math.isfinite(v) for v in box):
+        raise SearchModelError(f"{where}: a box has a non-finite coordinate (NaN or inf)")
+    if box[2] < box[0] or box[3] < box[1]:
+        raise SearchModelError(f"{where}: box {tuple(box)} has x2 < x1 or y2 < y1")
+    if not _is_real(det.score):
+        raise SearchModelError(f"{where}: a score is {type(det.score).__name__}, expected a number")
+    if not math.isfinite(det.score):
+        raise SearchModelError(f"{where}: a score is non-finite (NaN or inf)")
+    low, high = score_range
+    if not low <= det.score <= high:
+        raise SearchModelError(
+            f"{where}: score {float(det.score):g} is outside the model's range [{low:g}, {high:g}]"
+        )
+
+
+def _check_prediction(pred: object, where: str, score_range: tuple[float, float]) -> None:
+    if not isinstance(pred, PatchPrediction):
+        raise SearchModelError(f"{where}: got {type(pred).__name__}, expected PatchPrediction")
+    hm = pred.heatmap
+    if not isinstance(hm, np.ndarray):
+        raise SearchModelError(f"{where}: the heatmap is {type(hm).__name__}, not a numpy array")
+    if hm.dtype.kind not in "iuf":
+        raise SearchModelError(f"{where}: the heatmap is not numeric (dtype {hm.dtype})")
+    if hm.ndim != 2 or hm.size == 0:
+        raise SearchModelError(f"{where}: the heatmap is not a 2-D array with cells (shape {hm.shape})")
+    if not np.isfinite(hm).all():
+        raise SearchModelError(f"{where}: the heatmap holds NaN or inf")
+    detections = pred.detections
+    if not isinstance(detections, (tuple, list)):
+        raise SearchModelError(
+            f"{where}: detections is {type(detections).__name__}, expected a tuple of Detection"
+        )
+    for det in detections:
+        _check_detection(det, where, score_range)
+
+
 def validate_predictions(
-    output: object, views: Sequence[Image.Image], phrases: Sequence[str]
+    output: object,
+    views: Sequence[Image.Image],
+    phrases: Sequence[str],
+    score_range: tuple[float, float] = (0.0, 1.0),
 ) -> list[list[PatchPrediction]]:
     """Check a model's output shape and values; raise ``SearchModelError`` naming the fault.
 
-    A misbehaving model (wrong nesting, NaN scores, a 1-D heatmap) must end a search
-    with a clear reason, not corrupt the priority queue.
+    A misbehaving model (wrong nesting, string coordinates, NaN or out-of-range scores,
+    a 1-D or non-numeric heatmap, ``detections=None``) must end a search with a clear
+    reason, not corrupt the priority queue or escape as a raw ``TypeError``.
     """
-    if not isinstance(output, list) or len(output) != len(views):
-        got = len(output) if isinstance(output, list) else type(output).__name__
-        raise SearchModelError(f"search model returned {got} results for {len(views)} views")
-    for i, per_view in enumerate(output):
-        if not isinstance(per_view, list) or len(per_view) != len(phrases):
-            raise SearchModelError(
-                f"search model returned a malformed result for view {i}: expected a list of "
-                f"{len(phrases)} predictions (one per phrase)"
-            )
-        for pred in per_view:
-            if not isinstance(pred, PatchPrediction):
+    try:
+        if not isinstance(output, list) or len(output) != len(views):
+            got = len(output) if isinstance(output, list) else type(output).__name__
+            raise SearchModelError(f"search model returned {got} results for {len(views)} views")
+        for i, per_view in enumerate(output):
+            if not isinstance(per_view, list) or len(per_view) != len(phrases):
                 raise SearchModelError(
-                    f"search model returned {type(pred).__name__}, expected PatchPrediction"
+                    f"search model returned a malformed result for view {i}: expected a list "
+                    f"of {len(phrases)} predictions (one per phrase)"
                 )
-            hm = pred.heatmap
-            if not isinstance(hm, np.ndarray) or hm.ndim != 2 or hm.size == 0:
-                raise SearchModelError("search model returned a heatmap that is not a 2-D array")
-            if not np.isfinite(hm).all():
-                raise SearchModelError("search model returned a heatmap with NaN or inf")
-            for det in pred.detections:
-                if not math.isfinite(det.score) or not all(math.isfinite(v) for v in det.box):
-                    raise SearchModelError("search model returned a non-finite box or score")
+            for j, pred in enumerate(per_view):
+                _check_prediction(
+                    pred, f"search model output for view {i}, phrase {j}", score_range
+                )
+    except SearchModelError:
+        raise
+    except Exception as exc:  # anything the checks themselves trip over is still the model's
+        raise SearchModelError(
+            f"search model returned malformed output ({type(exc).__name__}: {exc})"
+        ) from exc
     return output

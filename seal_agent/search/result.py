@@ -12,8 +12,8 @@ StopReason = Literal[
     "found",  # a box cleared confidence_high
     "fallback",  # nothing cleared the bar; the best candidate cleared confidence_low
     "exhausted",  # every patch was scored; no candidate cleared confidence_low
-    "budget",  # max_calls reached
-    "deadline",  # deadline_s reached
+    "budget",  # max_calls reached (found=True with fallback=True if a candidate held)
+    "deadline",  # deadline_s reached (likewise)
     "model_error",  # the search model raised or returned malformed output
 ]
 
@@ -42,11 +42,13 @@ class TraceStep(BaseModel):
         description="which heatmap ranked its children ('none' for a leaf or a found patch)"
     )
     context_phrase: str | None = None
-    kind: Literal["root", "split", "zoom", "tile"] | None = Field(
+    kind: Literal["root", "split", "zoom", "tile", "confirm"] | None = Field(
         None,
         description=(
-            "how the patch arose: the whole image, a split of its parent, a candidate zoom "
-            "(vstar), or a sliding-window tile"
+            "how the patch arose: the whole image, a split of its parent, a candidate or "
+            "heatmap-peak zoom (vstar), a native-resolution tile (sliding-window, or vstar "
+            "below a view without signal), or a native-detail window confirming a confident "
+            "box seen at less than native detail"
         ),
     )
 
@@ -63,8 +65,26 @@ class SearchResult(BaseModel):
         default_factory=list, description="every box above confidence_high at the root"
     )
     stop_reason: StopReason
+    fallback: bool = Field(
+        False,
+        description=(
+            "the box is the best candidate at or above confidence_low, not a box that "
+            "cleared confidence_high (stop_reason says why the search ended: fallback, "
+            "budget or deadline)"
+        ),
+    )
     message: str = Field(description="why the search stopped, in a sentence")
     patches_scored: int = Field(description="views scored by the search model (search length)")
     forward_passes: int = Field(description="batched calls made to the search model")
+    confirmations: int = Field(
+        0,
+        description=(
+            "patches spent confirming confident boxes seen at less than native detail "
+            "(one native-detail window each; included in patches_scored)"
+        ),
+    )
+    dismissed: int = Field(
+        0, description="confident boxes that their native-detail confirmation rejected"
+    )
     elapsed_s: float
     trace: list[TraceStep] = Field(default_factory=list)
