@@ -626,8 +626,13 @@ REFERENCE_SUCCESS = 0.992
 REFERENCE_PATCHES = 5.5
 
 
-def issue7_targets(table: dict[str, dict[str, Any]], mode: str) -> list[Check]:
-    """Issue 7 item 7's targets for one mode; ``None`` marks a target that does not apply."""
+def issue7_targets(
+    table: dict[str, dict[str, Any]], mode: str, signal: bool | None = None
+) -> list[Check]:
+    """Issue 7 item 7's targets for one mode; ``None`` marks a target that does not apply.
+
+    ``signal``: whether the model's coarse heatmaps carry signal (default: by mode).
+    """
     checks: list[Check] = []
     v, sw, bfs = table.get("vstar"), table.get("sliding-window"), table.get("bfs")
     ceiling = table.get("ceiling")
@@ -663,7 +668,8 @@ def issue7_targets(table: dict[str, dict[str, Any]], mode: str) -> list[Check]:
         )
     if bfs is not None:
         ratio = v["mean_patches"] / bfs["mean_patches"]
-        signal = HEATMAP_SIGNAL.get(mode, True)
+        if signal is None:
+            signal = HEATMAP_SIGNAL.get(mode, True)
         checks.append(
             (
                 "vstar patches <= 0.6x bfs's"
