@@ -19,10 +19,12 @@ from seal_agent.imaging.geometry import Box
 def peak_signal(heatmap: np.ndarray) -> float:
     """The peak's z-score over the map's cells, relative to what noise would give.
 
-    ``(max - mean) / std`` divided by ``sqrt(2 ln N)``, the expected maximum z of N
+    ``(max - mean) / std`` divided by ``sqrt(2 ln N)``, about the largest z of N
     independent Gaussian cells: about 1 or below for a map of pure noise, 0 for a flat
     map, and well above 1 for a map with a distinct peak. Scale-free, so it reads
-    logits and probabilities alike.
+    logits and probabilities alike. (On tiny grids the reference is capped at half
+    the largest z any N cells can reach, ``sqrt(N - 1)``, so a one-cell peak on a 2x2
+    map still reads as a peak.)
     """
     hm = np.asarray(heatmap, dtype=np.float64)
     if hm.size < 2:
@@ -31,7 +33,8 @@ def peak_signal(heatmap: np.ndarray) -> float:
     if not std > 1e-12 * max(1.0, float(np.abs(hm).max())):
         return 0.0
     z = (float(hm.max()) - float(hm.mean())) / std
-    return z / math.sqrt(2.0 * math.log(hm.size))
+    noise = min(math.sqrt(2.0 * math.log(hm.size)), math.sqrt(hm.size - 1) / 2)
+    return z / noise
 
 
 def peak_cell(normalised: np.ndarray, patch: Box) -> Box:
