@@ -100,6 +100,9 @@ FLAT_SIGNAL = 1.0
 #: vstar: a target cue above its threshold whose bright cells lie at least this much
 #: within one native window points at one place: look there next.
 PEAK_WINDOW_SHARE = 0.8
+#: vstar: tree patches whose priorities are within this share of the best queued one
+#: are scored with it in one forward pass (None: strictly one by one).
+TIE_BATCH_RATIO: float | None = None
 
 #: The clock budgets are measured with (a module attribute so tests can drive it).
 _clock = time.perf_counter
@@ -258,6 +261,7 @@ class _SearchRun:
         self.batch_kinds: frozenset[str] | None = (
             frozenset({"tile"}) if self.strategy == "vstar" else None
         )
+        self.tie_ratio = TIE_BATCH_RATIO if self.strategy == "vstar" else None
         self.passes_scales = engine.passes_scales
         self.max_upsample = engine.max_upsample
         self.score_range = engine.score_range
@@ -287,7 +291,7 @@ class _SearchRun:
                 limit = self.batch_size
                 if self.cfg.max_calls is not None:
                     limit = min(limit, self.cfg.max_calls - self.patches_scored)
-                hit = self._visit(self.frontier.pop_batch(limit, self.batch_kinds))
+                hit = self._visit(self.frontier.pop_batch(limit, self.batch_kinds, self.tie_ratio))
                 if hit is not None:
                     return self._found(hit)
         except _StopSearchError as stop:

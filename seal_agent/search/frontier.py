@@ -63,12 +63,16 @@ class Frontier:
     def _peek(self) -> Node:
         raise NotImplementedError
 
-    def pop_batch(self, limit: int, only: frozenset[str] | None = None) -> list[Node]:
+    def pop_batch(
+        self, limit: int, only: frozenset[str] | None = None, tie_ratio: float | None = None
+    ) -> list[Node]:
         """Up to ``limit`` nodes, in visiting order (to score in one forward pass).
 
         With ``only``, a batch grows past its first node only while that node and the
         next ones in order are of those kinds (a best-first search batches its native
-        tiles and visits its tree patches one by one); urgent nodes then go alone.
+        tiles and visits its tree patches one by one), or, with ``tie_ratio``, while
+        the next node's priority is at least that share of the first's (a near tie:
+        the order between them is a coin flip anyway); urgent nodes then go alone.
         """
         if only is None:
             batch: list[Node] = []
@@ -81,10 +85,16 @@ class Frontier:
             return [self._urgent.popleft()]
         first = self._pop()
         batch = [first]
-        if first.kind not in only:
-            return batch
-        while len(batch) < limit and self._size() and self._peek().kind in only:
-            batch.append(self._pop())
+        if first.kind in only:
+            while len(batch) < limit and self._size() and self._peek().kind in only:
+                batch.append(self._pop())
+        elif tie_ratio is not None and first.priority is not None and first.priority > 0:
+            floor = tie_ratio * first.priority
+            while len(batch) < limit and self._size():
+                nxt = self._peek()
+                if nxt.kind in only or nxt.priority is None or nxt.priority < floor:
+                    break
+                batch.append(self._pop())
         return batch
 
 

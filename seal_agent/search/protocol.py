@@ -219,7 +219,9 @@ def _check_prediction(pred: object, where: str, score_range: tuple[float, float]
     if hm.dtype.kind not in "iuf":
         raise SearchModelError(f"{where}: the heatmap is not numeric (dtype {hm.dtype})")
     if hm.ndim != 2 or hm.size == 0:
-        raise SearchModelError(f"{where}: the heatmap is not a 2-D array with cells (shape {hm.shape})")
+        raise SearchModelError(
+            f"{where}: the heatmap is not a 2-D array with cells (shape {hm.shape})"
+        )
     if not np.isfinite(hm).all():
         raise SearchModelError(f"{where}: the heatmap holds NaN or inf")
     detections = pred.detections
