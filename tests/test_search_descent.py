@@ -279,3 +279,22 @@ def test_pop_batch_batches_only_the_named_kinds_and_urgent_nodes_go_alone() -> N
     assert [n.priority for n in frontier.pop_batch(8, only)] == [0.7]
     assert [n.priority for n in frontier.pop_batch(8, only)] == [0.6]
     assert frontier.pop_batch(8, only) == []
+
+
+def two_weak_peaks(call: int, view: int, phrase: str) -> PatchPrediction:
+    """A weak map (below every cue threshold) with two equal peaks, top-left and
+    bottom-right: two children tie, the other two trail."""
+    heat = np.zeros((4, 4), dtype=np.float32)
+    heat[0, 0] = heat[3, 3] = 0.01
+    return PatchPrediction((), heat)
+
+
+def test_near_tied_patches_share_a_forward_pass_unless_batch_size_is_one() -> None:
+    model = ScriptedModel(two_weak_peaks)
+    config = SearchConfig(strategy="vstar", max_calls=3, deadline_s=None)
+    VStarSearch(model, config).search(VirtualPyramid(4000, 3000), "star")
+    assert [n for n, _ in model.calls] == [1, 2]  # the root, then the two tied children
+    strict = ScriptedModel(two_weak_peaks)
+    config = SearchConfig(strategy="vstar", max_calls=3, deadline_s=None, batch_size=1)
+    VStarSearch(strict, config).search(VirtualPyramid(4000, 3000), "star")
+    assert [n for n, _ in strict.calls] == [1, 1, 1]
