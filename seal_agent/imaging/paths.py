@@ -117,9 +117,34 @@ def read_regular_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, os.
         os.close(fd)
 
 
+def caller_image_source(source: object, roots: Sequence[Path] | None) -> object:
+    """An image argument from a caller (an agent, a remote client), checked for roots.
+
+    Data URLs, http(s) URLs (fetched only where the deployment allows) and in-memory
+    images pass; a local path must be a regular file inside ``roots`` and is replaced by
+    its real path; a caller-made ``ImageRef`` dict is refused (references are the
+    graph's own, never a caller's).
+    """
+    if isinstance(source, dict):
+        raise InvalidImageError(
+            "image references are not accepted from callers: pass a path, an http(s) URL "
+            "or a base64 data URL"
+        )
+    if isinstance(source, str | os.PathLike):
+        text = os.fspath(source).strip()
+        lowered = text[:8].lower()
+        if lowered.startswith(("data:", "http://", "https://")):
+            return text
+        if "://" in text[:32]:
+            return text  # other schemes: refused by to_image_ref with its message
+        return str(resolve_allowed_path(text, roots))
+    return source
+
+
 __all__ = [
     "REFUSED_PATH_MESSAGE",
     "PathRefusedError",
+    "caller_image_source",
     "is_within",
     "read_regular_file",
     "resolve_allowed_path",
