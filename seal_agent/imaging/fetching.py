@@ -77,8 +77,8 @@ def _host_allowed(host: str, ip: IPAddress, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def resolve_checked(url: str, host: str, port: int, policy: ImagePolicy) -> IPAddress:
-    """The address to connect to: every address the host resolves to must be allowed."""
+def resolve_checked(url: str, host: str, port: int, policy: ImagePolicy) -> list[IPAddress]:
+    """The addresses to connect to: every address the host resolves to must be allowed."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
@@ -95,11 +95,11 @@ def resolve_checked(url: str, host: str, port: int, policy: ImagePolicy) -> IPAd
                 "address (loopback, private, link-local, multicast or reserved); a deployer "
                 "can allow it with SealConfig(url_allowed_hosts=[...])"
             )
-    return addresses[0]
+    return list(dict.fromkeys(addresses))
 
 
 def _connection(
-    scheme: str, host: str, port: int, ip: IPAddress, timeout: float
+    scheme: str, host: str, port: int, addresses: list[IPAddress], timeout: float
 ) -> http.client.HTTPConnection:
     conn: http.client.HTTPConnection
     if scheme == "https":
@@ -109,8 +109,18 @@ def _connection(
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
 
-    def connect_to_checked(address: object, timeout: object = None, source: object = None):
-        return socket.create_connection((str(ip), port), timeout)  # type: ignore[arg-type]
+    def connect_to_checked(
+        address: object, timeout: float | None = None, source: object = None
+    ) -> socket.socket:
+        """Connect to one of the checked addresses only (never a fresh DNS answer)."""
+        error: OSError | None = None
+        for ip in addresses:
+            try:
+                return socket.create_connection((str(ip), port), timeout)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
 
     conn._create_connection = connect_to_checked  # type: ignore[attr-defined]
     return conn
@@ -169,11 +179,11 @@ def _fetch_once(url: str, policy: ImagePolicy, deadline: float) -> bytes | str:
         raise URLRefusedError(
             f"the image URL {_short(url)} was refused: only http(s) URLs with a host are fetched"
         )
-    ip = resolve_checked(url, host, port, policy)
+    addresses = resolve_checked(url, host, port, policy)
     left = deadline - time.monotonic()
     if left <= 0:
         raise InvalidImageError(_timeout_message(url, policy))
-    conn = _connection(scheme, host, port, ip, left)
+    conn = _connection(scheme, host, port, addresses, left)
     watchdog = _Watchdog(conn, left)
     try:
         path = parts.path or "/"
@@ -239,7 +249,7 @@ def _timeout_message(url: str, policy: ImagePolicy) -> str:
 
 def _size_message(url: str, policy: ImagePolicy) -> str:
     return (
-        f"the image at {_short(url)} is larger than {policy.max_download_bytes / 2**20:g} MiB "
+        f"the image at {_short(url)} is larger than {policy.max_download_bytes:,} bytes "
         "(SealConfig.max_download_bytes)"
     )
 

@@ -135,8 +135,8 @@ def caller_image_source(source: object, roots: Sequence[Path] | None) -> object:
         lowered = text[:8].lower()
         if lowered.startswith(("data:", "http://", "https://")):
             return text
-        if "://" in text[:32]:
-            return text  # other schemes: refused by to_image_ref with its message
+        if "://" in text[:32] or (len(text) > 1024 and os.sep not in text[:256]):
+            return text  # other schemes, bare base64: refused by to_image_ref, explained
         return str(resolve_allowed_path(text, roots))
     return source
 
