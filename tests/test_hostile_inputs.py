@@ -30,7 +30,13 @@ from langchain_core.messages import ToolMessage
 from test_graph_fakes import ColourSearchModel, ScriptedChatModel, make_scene, seal_script
 
 from seal_agent.cli import main
-from seal_agent.errors import InvalidImageError, InvalidQuestionError, SealError
+from seal_agent.errors import (
+    ChatModelError,
+    InvalidImageError,
+    InvalidQuestionError,
+    SealError,
+    SearchModelError,
+)
 from seal_agent.graph import SealConfig, build_graph
 from seal_agent.graph.configuration import DeploymentSettingError, SettingsError
 from seal_agent.imaging.fetching import URLRefusedError
@@ -514,3 +520,121 @@ def test_64_threads_and_64_tasks_on_one_model_match_serial_runs(env: Env, deploy
 def test_errors_are_seal_errors() -> None:
     for case in CASES:
         assert issubclass(case.error, SealError)
+
+
+# -- hostile models: adversarial replies, hangs, malformed search output -----------------
+class _Hanging(ScriptedChatModel):
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[override]
+        time.sleep(3)
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+class _GarbageSearch(ColourSearchModel):
+    def __init__(self, garbage: Callable[[int, int], object]) -> None:
+        super().__init__()
+        self.garbage = garbage
+
+    def predict(self, views, phrases):  # type: ignore[override]
+        return self.garbage(len(views), len(phrases))
+
+
+def _raise(text: str, messages: Any) -> str:
+    raise RuntimeError("provider exploded")
+
+
+def _pred(heatmap: Any = None, detections: Any = ()) -> Any:
+    import numpy as np
+
+    from seal_agent.search import PatchPrediction
+
+    hm = np.zeros((4, 4), np.float32) if heatmap is None else heatmap
+    return PatchPrediction(detections=detections, heatmap=hm)
+
+
+MODEL_FAULTS = [
+    pytest.param("chat", _raise, ChatModelError, r"failed while listing.*provider exploded",
+                 id="chat_raises"),
+    pytest.param("hang", seal_script(), ChatModelError, r"did not answer within 0\.5 s",
+                 id="chat_hangs"),
+    pytest.param("search", lambda v, p: None, SearchModelError, r"returned NoneType results",
+                 id="search_returns_none"),
+    pytest.param("search", lambda v, p: [[]] * v, SearchModelError, r"malformed result",
+                 id="search_wrong_nesting"),
+    pytest.param("search", lambda v, p: [["x"] * p] * v, SearchModelError, r"expected Patch",
+                 id="search_not_a_prediction"),
+    pytest.param("search", lambda v, p: [[_pred(__import__("numpy").full((4, 4), float("nan")))]
+                 * p] * v, SearchModelError, r"NaN or inf", id="search_nan_heatmap"),
+    pytest.param("search", lambda v, p: [[_pred(__import__("numpy").zeros(4))] * p] * v,
+                 SearchModelError, r"not a 2-D array", id="search_1d_heatmap"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "behaviour", "error", "message"), MODEL_FAULTS)
+def test_model_faults_end_the_run_with_a_reason(env: Env, kind, behaviour, error, message):
+    chat: ScriptedChatModel = ScriptedChatModel(script=seal_script())
+    search: ColourSearchModel = ColourSearchModel()
+    config = _config(env).model_copy(update={"chat_timeout_s": 0.5})
+    if kind == "chat":
+        chat = ScriptedChatModel(script=behaviour)
+    elif kind == "hang":
+        chat = _Hanging(script=behaviour)
+    else:
+        search = _GarbageSearch(behaviour)
+    graph = build_graph(chat, search, config)
+    inputs = {"image": str(env.allowed / "good.png"), "question": "q?"}
+    started = time.monotonic()
+    with pytest.raises(error, match=message):
+        graph.invoke(inputs)
+    assert time.monotonic() - started < 10
+    if kind == "search":  # raise_on_search_error=False holds: the run answers anyway
+        tolerant = build_graph(
+            chat, search, config.model_copy(update={"raise_on_search_error": False})
+        )
+        out = tolerant.invoke(inputs)
+        assert all(o["stop_reason"] == "model_error" for o in out["searches"].values())
+
+
+ADVERSARIAL_REPLIES = {
+    "answer_then_spaces": "answer" + " " * 1_000_000,
+    "answer_is_spaces": "The answer is" + " " * 1_000_000 + "x",
+    "missing_then_spaces": "missing" + " " * 1_000_000 + "or",
+    "list_of_empty_items": "missing or unclear:" + " ," * 500_000,
+    "list_of_newlines": "missing or unclear:\n" + "\n " * 500_000,
+    "prepositions_without_place": "under " * 166_000 + "image",
+    "determiners": "on the " * 142_000,
+    "cannot_spaces": "can" + " " * 1_000_000 + "not answer",
+    "bullets": "missing or unclear: " + "-" * 1_000_000,
+    "parentheses": "(" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("reply", list(ADVERSARIAL_REPLIES.values()), ids=list(ADVERSARIAL_REPLIES))
+def test_1mb_adversarial_replies_parse_in_linear_time(reply: str) -> None:
+    from seal_agent.graph.parsing import (
+        parse_context_cue,
+        parse_option_choice,
+        parse_target_listing,
+    )
+
+    for parse in (
+        lambda: parse_target_listing(reply),
+        lambda: parse_context_cue(reply, "star"),
+        lambda: parse_option_choice(reply, ["red", "blue", "green"]),
+    ):
+        started = time.perf_counter()
+        parse()
+        assert time.perf_counter() - started < 1.0
+
+
+def test_a_1mb_reply_is_capped_and_the_run_answers(env: Env) -> None:
+    flood = "missing or unclear: red square" + " ," * 500_000
+
+    def script(text: str, messages: Any) -> str:
+        return flood if "Additional visual information" not in text else "x" * 1_000_000
+
+    graph = build_graph(ScriptedChatModel(script=script), ColourSearchModel(), _config(env))
+    started = time.monotonic()
+    out = graph.invoke({"image": str(env.allowed / "good.png"), "question": "q?"})
+    assert time.monotonic() - started < 10
+    assert out["targets"] == ["red square"]
+    assert len(out["answer"]) == 20_000  # SealConfig.max_reply_chars
