@@ -21,13 +21,15 @@ from PIL import Image
 
 from seal_agent.errors import InvalidImageError
 from seal_agent.imaging.policy import ImagePolicy
-from seal_agent.imaging.pyramid import ImagePyramid, to_rgb
+from seal_agent.imaging.pyramid import ImagePyramid, to_rgb, wide_grey_to_l
 
 #: Bytes Pillow stores per pixel for each mode (every other mode takes 4).
 _STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 _WIDE_GREY = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
-_ALPHA = {"RGBA", "RGBa"}
-_CONVERTED_ALPHA = {"LA", "La", "PA"}
+_ALPHA = {"RGBA", "RGBa", "LA"}
+_CONVERTED_ALPHA = {"La", "PA"}
+#: Formats whose decoder holds a second full-size buffer (libwebp's RGBA frame).
+_BUFFERED_FORMATS = {"WEBP": 8}
 
 #: EXIF orientation -> the transpose that shows the image upright.
 _ORIENTATION = {
@@ -41,7 +43,9 @@ _ORIENTATION = {
 }
 
 
-def decode_cost(mode: str, width: int, height: int, transparency: bool = False) -> int:
+def decode_cost(
+    mode: str, width: int, height: int, transparency: bool = False, image_format: str = ""
+) -> int:
     """Peak bytes of decoding an image of this mode and converting it to RGB.
 
     Pillow keeps RGB in 4 bytes per pixel; the extra terms follow ``to_rgb``: a canvas
@@ -56,10 +60,11 @@ def decode_cost(mode: str, width: int, height: int, transparency: bool = False) 
     elif mode in _CONVERTED_ALPHA or (mode == "P" and transparency):
         extra = 8
     elif mode in _WIDE_GREY:
-        extra = 1 + 1 + 4
+        # An 8-bit band beside the wide samples, then RGB once the samples are freed.
+        extra = max(stored + 1, 1 + 4) - stored
     else:
         extra = 4
-    return pixels * (stored + extra)
+    return pixels * (stored + extra + _BUFFERED_FORMATS.get(image_format, 0))
 
 
 class DecodeBudget:
@@ -118,7 +123,9 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
 def check_cost(image: Image.Image, policy: ImagePolicy, what: str) -> int:
     """The decode cost of an opened image, refused above ``max_decoded_bytes``."""
     check_pixels(image.width, image.height, policy.max_pixels, what)
-    cost = decode_cost(image.mode, image.width, image.height, "transparency" in image.info)
+    cost = decode_cost(
+        image.mode, image.width, image.height, "transparency" in image.info, image.format or ""
+    )
     if cost > policy.max_decoded_bytes:
         raise InvalidImageError(
             f"{what} ({image.width}x{image.height}, mode {image.mode}) would take "
@@ -187,7 +194,13 @@ def decode_bytes(data: bytes, policy: ImagePolicy, what: str) -> ImagePyramid:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
             orientation = _orientation(image)
-            rgb = to_rgb(image)
+            if image.mode in _WIDE_GREY:  # free the wide samples before the RGB copy
+                grey = wide_grey_to_l(image)
+                image.close()
+                rgb = grey.convert("RGB")
+                del grey
+            else:
+                rgb = to_rgb(image)
             if rgb is image and getattr(image, "n_frames", 1) > 1:
                 rgb = image.copy()  # do not keep the encoded frames alive in the cache
         except InvalidImageError:

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 #: Default limit on decoded pixels: a 12000x12000 scan (144 MP) loads.
 DEFAULT_MAX_IMAGE_PIXELS = 200_000_000
 #: Default limit on the bytes one decode may hold at its peak (the decoded mode, with
-#: 16-bit samples and alpha counted, plus its RGB conversion): an 8-bit RGB image up to
-#: the pixel limit fits, a 200 MP 16-bit or RGBA image does not.
-DEFAULT_MAX_DECODED_BYTES = 1024**3
+#: 16-bit samples and alpha counted, plus its RGB conversion; Pillow keeps RGB in 4
+#: bytes a pixel): an 8-bit RGB image up to the pixel limit fits; 16-bit grey up to
+#: 160 MP, RGBA and grey+alpha up to 100 MP.
+DEFAULT_MAX_DECODED_BYTES = 4 * DEFAULT_MAX_IMAGE_PIXELS
 #: Default limit on the size of an encoded image file read into memory.
 DEFAULT_MAX_FILE_BYTES = 512 * 1024**2
 #: Default limit on bytes downloaded for an http(s) image.

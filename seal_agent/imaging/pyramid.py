@@ -10,6 +10,8 @@ The levels cost 1/3 of the image's memory in total and are built once, on demand
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 from PIL import Image
 
@@ -44,39 +46,53 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode == "RGB":
         return image
-    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    ):
-        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa", "LA"):
+        # Pillow blends these onto RGB directly, the alpha band as the mask: no copy.
+        canvas = Image.new("RGB", image.size, (255, 255, 255))
+        canvas.paste(image, mask=image)
+        return canvas
+    if image.mode in ("La", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-        canvas.paste(rgba, mask=rgba)  # an RGBA mask uses its alpha band, no extra copy
+        canvas.paste(rgba, mask=rgba)
         return canvas
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return _wide_grey_to_rgb(image)
     return image.convert("RGB")
 
 
-def _wide_grey_to_rgb(image: Image.Image, stripe_pixels: int = 4_000_000) -> Image.Image:
-    """Rescale wide grey to 8 bit in row stripes (no full-size float copy)."""
+def _wide_grey_stripes(image: Image.Image, stripe_pixels: int) -> Iterator[tuple[int, Any]]:
     import numpy as np
 
-    extrema = image.getextrema()
-    lo, hi = (float(v) for v in extrema[:2])  # type: ignore[arg-type]
-    if lo != lo or hi != hi:  # NaN in a float image
-        values = np.asarray(image, dtype=np.float32)
-        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-        del values
-    scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    grey = np.empty((image.height, image.width), dtype=np.uint8)
     rows = max(1, stripe_pixels // image.width)
     for y in range(0, image.height, rows):
         stripe = image.crop((0, y, image.width, min(image.height, y + rows)))
-        values = np.array(stripe, dtype=np.float32)  # a writable copy of one stripe
+        yield y, np.array(stripe, dtype=np.float32)  # a writable copy of one stripe
+
+
+def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
+    return wide_grey_to_l(image).convert("RGB")
+
+
+def wide_grey_to_l(image: Image.Image, stripe_pixels: int = 1_000_000) -> Image.Image:
+    """16/32-bit grey rescaled to 8 bit in row stripes (never a full-size float copy)."""
+    import numpy as np
+
+    lo, hi = np.inf, -np.inf
+    for _, values in _wide_grey_stripes(image, stripe_pixels):
+        if np.isfinite(values).any():
+            lo = min(lo, float(np.nanmin(values[np.isfinite(values)])))
+            hi = max(hi, float(np.nanmax(values[np.isfinite(values)])))
+    if lo > hi:  # no finite value at all
+        lo = hi = 0.0
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    grey = np.empty((image.height, image.width), dtype=np.uint8)
+    for y, values in _wide_grey_stripes(image, stripe_pixels):
         values -= lo
         values *= scale
         np.clip(values, 0, 255, out=values)
         grey[y : y + values.shape[0]] = np.nan_to_num(values)
-    return Image.fromarray(grey, mode="L").convert("RGB")
+    return Image.frombuffer("L", image.size, grey, "raw", "L", 0, 1)  # shares ``grey``
 
 
 class ImagePyramid:
@@ -175,4 +191,4 @@ def as_pyramid(image: Image.Image | ImagePyramid) -> ImagePyramid:
     return ImagePyramid(image)
 
 
-__all__ = ["MIN_LEVEL_SIDE", "ImagePyramid", "as_pyramid", "to_rgb"]
+__all__ = ["MIN_LEVEL_SIDE", "ImagePyramid", "as_pyramid", "to_rgb", "wide_grey_to_l"]
