@@ -201,8 +201,10 @@ def decode_bytes(data: bytes, policy: ImagePolicy, what: str) -> ImagePyramid:
                 del grey
             else:
                 rgb = to_rgb(image)
-            if rgb is image and getattr(image, "n_frames", 1) > 1:
-                rgb = image.copy()  # do not keep the encoded frames alive in the cache
+            if rgb is image and (getattr(image, "n_frames", 1) > 1 or image.format == "WEBP"):
+                # Do not keep the encoded frames, or libwebp's decoder canvas, alive in
+                # the cache: the copy holds only pixels; closing the original frees them.
+                rgb = image.copy()
         except InvalidImageError:
             raise
         except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
