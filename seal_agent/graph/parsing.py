@@ -114,8 +114,10 @@ _PHRASE_END = {
     "of", "in", "on", "near", "where", "which", "that", "because", "since", "as", "or",
     "and", "with",
 }  # fmt: skip
-#: Words (letters and hyphens) and the punctuation that ends a place phrase.
-_TOKEN = re.compile(r"[a-z][a-z\-]*+|[.,;:!?)]", re.I)
+#: Words (letters and hyphens), the punctuation that ends a place phrase, and any other
+#: character (a digit, an apostrophe, a bracket), which spoils the phrase it is in.
+_TOKEN = re.compile(r"[a-z][a-z\-]*+|[.,;:!?)]|[^\sa-z]", re.I)
+_PHRASE_PUNCTUATION = frozenset(".,;:!?)")
 _FILLER = {"image", "picture", "photo", "scene", "frame", "top", "middle", "center", "left"}
 
 
@@ -143,7 +145,12 @@ def _place_phrases(text: str) -> list[str]:
             and tokens[end].lower() not in _PHRASE_END
         ):
             end += 1
-        if end > start:  # it ends at punctuation, a joining word or the text's end
+        ends_well = (
+            end == len(tokens)
+            or tokens[end] in _PHRASE_PUNCTUATION
+            or tokens[end][0].isalpha()  # a joining word
+        )
+        if end > start and ends_well:
             phrases.append(" ".join(tokens[start:end]))
         i = max(i + 1, end)  # like finditer: go on after the phrase (linear time)
     return phrases
