@@ -29,7 +29,12 @@ def test_the_reference_missing_objects_reply_is_read_exactly():
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        ("missing or unclear: cup and saucer", ["cup", "saucer"]),
+        ("missing or unclear: cup, saucer", ["cup", "saucer"]),
+        ("missing or unclear: black and white dog", ["black and white dog"]),
+        (
+            "missing or unclear: salt & pepper shaker; the red and blue flag",
+            ["salt & pepper shaker", "red and blue flag"],
+        ),
         ("Sorry. Missing or unclear:\n- the mug\n- 'sign'\n\nI need to zoom.", ["mug", "sign"]),
         ("missing or unclear: 1. glove; 2. dog leash.", ["glove", "dog leash"]),
     ],

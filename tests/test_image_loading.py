@@ -15,6 +15,7 @@ from PIL import Image
 from seal_agent.errors import InvalidImageError
 from seal_agent.imaging.loading import (
     DecodedImageCache,
+    ImagePolicy,
     cache_key,
     image_cache,
     load_image,
@@ -213,7 +214,11 @@ def test_http_urls_are_fetched_only_when_allowed(tmp_path: Path):
         assert "width" not in ref
         with pytest.raises(InvalidImageError, match="allow_urls"):
             load_image(ref)
-        resolved, pyramid = load_image(ref, allow_urls=True, cache_dir=tmp_path)
+        # Enabled, a loopback address is still refused unless the deployer allows it.
+        with pytest.raises(InvalidImageError, match="non-public address"):
+            load_image(ref, allow_urls=True, cache_dir=tmp_path)
+        policy = ImagePolicy(allow_urls=True, url_allowed_hosts=("127.0.0.1",), cache_dir=tmp_path)
+        resolved, pyramid = load_image(ref, policy)
         assert resolved["source_url"] == url
         assert Path(resolved["uri"]).read_bytes() == data
         assert pyramid.size == (64, 48)

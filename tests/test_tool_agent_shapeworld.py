@@ -52,7 +52,9 @@ def test_agent_answers_a_colour_question_about_a_tiny_target(tmp_path: Path):
             ]
         )
     )
-    agent = create_agent(model, tools=[create_visual_search_tool(graph=graph)])
+    agent = create_agent(
+        model, tools=[create_visual_search_tool(graph=graph, allowed_roots=[tmp_path])]
+    )
     out = agent.invoke({"messages": [HumanMessage(f"{question} The image is {path}.")]})
     reply = next(m for m in out["messages"] if isinstance(m, ToolMessage))
     assert reply.status == "success"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from test_graph_fakes import ColourSearchModel, ScriptedChatModel, seal_script
 
 from seal_agent.graph import SealConfig, build_graph
 from seal_agent.tools import create_visual_search_tool
+
+#: Local files are read only inside the tool's allowed roots; the tests' files are here.
+TMP = tempfile.gettempdir()
 
 
 @pytest.fixture
@@ -35,7 +39,7 @@ def _call(tool, args: dict[str, Any], call_id: str = "call-1") -> ToolMessage:
 
 
 def test_schema_and_name(graph):
-    tool = create_visual_search_tool(graph=graph)
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
     assert tool.name == "visual_search"
     assert tool.response_format == "content_and_artifact"
     schema = tool.tool_call_schema.model_json_schema()
@@ -44,7 +48,7 @@ def test_schema_and_name(graph):
 
 
 def test_content_has_the_answer_and_a_box_per_target(graph, scene_path):
-    tool = create_visual_search_tool(graph=graph)
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
     message = _call(tool, {"image": scene_path, "question": "Where is the red square?"})
     assert isinstance(message, ToolMessage)
     assert message.status == "success"
@@ -56,7 +60,7 @@ def test_content_has_the_answer_and_a_box_per_target(graph, scene_path):
 
 
 def test_artifact_holds_boxes_crops_and_the_trace(graph, scene_path):
-    tool = create_visual_search_tool(graph=graph)
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
     artifact = _call(tool, {"image": scene_path, "question": "q?"}).artifact
     red = artifact["targets"][0]
     assert red["target"] == "red square"
@@ -70,7 +74,7 @@ def test_artifact_holds_boxes_crops_and_the_trace(graph, scene_path):
 
 
 def test_each_call_runs_in_its_own_thread(graph, scene_path):
-    tool = create_visual_search_tool(graph=graph)
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
     first = _call(tool, {"image": scene_path, "question": "q?", "targets": ["blue square"]})
     second = _call(tool, {"image": scene_path, "question": "q?", "targets": ["red square"]})
     assert [t["target"] for t in first.artifact["targets"]] == ["blue square"]
@@ -80,7 +84,7 @@ def test_each_call_runs_in_its_own_thread(graph, scene_path):
 
 
 def test_explicit_targets_are_searched_directly(graph, scene_path):
-    tool = create_visual_search_tool(graph=graph)
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
     message = _call(tool, {"image": scene_path, "question": "q?", "targets": ["blue square"]})
     assert "- blue square: found" in message.content
     assert "- red square" not in message.content
@@ -89,14 +93,14 @@ def test_explicit_targets_are_searched_directly(graph, scene_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        ({"image": "/no/such/file.png", "question": "q?"}, "image file not found"),
+        ({"image": "/no/such/file.png", "question": "q?"}, "image path was refused"),
         ({"image": "SCENE", "question": "  "}, "question"),
         ({"image": "SCENE"}, "question"),
         ({"image": 5, "question": "q?"}, "image"),
     ],
 )
 def test_errors_come_back_as_readable_messages(graph, scene_path, args, needle):
-    tool = create_visual_search_tool(graph=graph)
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
     args = {k: (scene_path if v == "SCENE" else v) for k, v in args.items()}
     message = _call(tool, args)
     assert isinstance(message, ToolMessage)
@@ -108,13 +112,16 @@ def test_errors_come_back_as_readable_messages(graph, scene_path, args, needle):
 def test_a_corrupt_image_is_reported_to_the_agent(graph, tmp_path: Path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
-    message = _call(create_visual_search_tool(graph=graph), {"image": str(bad), "question": "q?"})
+    message = _call(
+        create_visual_search_tool(graph=graph, allowed_roots=[TMP]),
+        {"image": str(bad), "question": "q?"},
+    )
     assert message.status == "error"
     assert "bad.jpg" in message.content
 
 
 def test_async_tool_call(graph, scene_path):
-    tool = create_visual_search_tool(graph=graph)
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
     message = asyncio.run(
         tool.ainvoke(
             {
@@ -130,7 +137,7 @@ def test_async_tool_call(graph, scene_path):
 
 
 def test_per_tool_settings_reach_the_graph(graph, scene_path):
-    tool = create_visual_search_tool(graph=graph, config={"max_targets": 1})
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP], config={"max_targets": 1})
     artifact = _call(tool, {"image": scene_path, "question": "q?"}).artifact
     assert [t["target"] for t in artifact["targets"]] == ["red square"]
 
@@ -167,11 +174,11 @@ def test_a_prebuilt_agent_drives_the_tool(graph, scene_path):
             ]
         )
     )
-    agent = create_agent(model, tools=[create_visual_search_tool(graph=graph)])
+    agent = create_agent(model, tools=[create_visual_search_tool(graph=graph, allowed_roots=[TMP])])
     out = agent.invoke({"messages": [HumanMessage("Where is the red square in scene.png?")]})
     tool_messages = {m.tool_call_id: m for m in out["messages"] if isinstance(m, ToolMessage)}
     assert "- red square: found at [1500, 1100, 1520, 1120]" in tool_messages["call-7"].content
     assert tool_messages["call-7"].artifact["targets"][0]["crop_png_base64"]
     assert tool_messages["call-8"].status == "error"
-    assert "not found" in tool_messages["call-8"].content
+    assert "image path was refused" in tool_messages["call-8"].content
     assert out["messages"][-1].content == "The red square is at the bottom right."

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ask.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: best available)")
     ask.add_argument("--strategy", choices=STRATEGIES, default="vstar")
-    ask.add_argument("--max-targets", type=int, default=5)
+    ask.add_argument("--max-targets", type=int, default=5, choices=range(1, 17), metavar="1-16")
     ask.add_argument("--allow-urls", action="store_true")
     ask.add_argument(
         "--shapeworld", action="store_true", help="use the offline shape-world reference models"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,13 +60,24 @@ class _ImageReferencingInput(EphemeralValue):
         return super().update(values)
 
 
+_BUILD_SETTINGS: weakref.WeakKeyDictionary[Any, SealConfig] = weakref.WeakKeyDictionary()
+
+
+def graph_settings(graph: object) -> SealConfig | None:
+    """The build-time settings of a graph made by ``build_graph`` (None for others)."""
+    try:
+        return _BUILD_SETTINGS.get(graph)
+    except TypeError:
+        return None
+
+
 def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
+    policy = config.image_policy()
+
     def coerce(value: Any) -> Any:
         if not isinstance(value, dict) or "image" not in value:
             return value
-        ref = to_image_ref(
-            value["image"], max_pixels=config.max_image_pixels, cache_dir=config.cache_dir
-        )
+        ref = to_image_ref(value["image"], policy=policy)
         # A new question in a reused thread must not inherit the last run's targets or
         # options: absent keys are written as None.
         return {"targets": None, "options": None, **value, "image": ref}
@@ -120,6 +132,7 @@ def build_graph(
     start = graph.channels[START]
     assert isinstance(start, EphemeralValue)
     graph.channels[START] = _ImageReferencingInput(start.typ, start.guard, _input_coercer(config))
+    _BUILD_SETTINGS[graph] = config
     return graph
 
 
@@ -145,4 +158,4 @@ def build_default_graph(config: SealConfig | None = None) -> CompiledStateGraph[
     )
 
 
-__all__ = ["build_default_graph", "build_graph"]
+__all__ = ["build_default_graph", "build_graph", "graph_settings"]

@@ -4,6 +4,10 @@ Per call, pass ``context=SealConfig(...)`` or a partial dict (LangGraph's runtim
 the current recommended way), or ``config={"configurable": {"seal": {...}}}`` where only a
 ``RunnableConfig`` can be passed through (e.g. from a parent agent). Only the fields a
 call sets override the graph's build-time settings; nested ``search`` fields merge too.
+
+Deployment settings (``DEPLOYMENT_FIELDS``: what may be read, reached, written or
+allocated) are fixed when the graph is built: a call that tries to change one is refused
+with ``DeploymentSettingError``, because a call's settings may come from an attacker.
 """
 
 from __future__ import annotations
@@ -13,11 +17,50 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from seal_agent.imaging.loading import DEFAULT_MAX_IMAGE_PIXELS
+from seal_agent.errors import SealError
+from seal_agent.imaging.policy import (
+    DEFAULT_FORMATS,
+    DEFAULT_MAX_DECODED_BYTES,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_SPILL_MAX_BYTES,
+    DEFAULT_SPILL_RETENTION_S,
+    ImagePolicy,
+)
 from seal_agent.search.config import SearchConfig
 
 #: Key under ``config["configurable"]`` that carries per-call overrides.
 CONFIGURABLE_KEY = "seal"
+#: Hard upper bound of ``max_targets`` (each target is a search and a crop in the prompt).
+MAX_TARGETS_LIMIT = 16
+#: Settings fixed when the graph is built; a call may repeat them but never change them.
+DEPLOYMENT_FIELDS = frozenset(
+    {
+        "allowed_roots",
+        "allow_urls",
+        "url_allowed_hosts",
+        "url_timeout_s",
+        "max_download_bytes",
+        "cache_dir",
+        "max_image_pixels",
+        "max_decoded_bytes",
+        "max_file_bytes",
+        "image_formats",
+        "spill_max_bytes",
+        "spill_retention_s",
+        "chat_timeout_s",
+        "max_reply_chars",
+    }
+)
+
+
+class SettingsError(SealError, ValueError):
+    """Per-call settings that are not valid ``SealConfig`` fields or values."""
+
+
+class DeploymentSettingError(SettingsError):
+    """A per-call setting tried to change what the deployment fixed at build time."""
 
 
 class SealConfig(BaseModel):
@@ -28,10 +71,54 @@ class SealConfig(BaseModel):
     search: SearchConfig = Field(
         default_factory=SearchConfig, description="V* search settings for every target"
     )
-    max_targets: int = Field(5, ge=1, description="targets searched per question, at most")
+    max_targets: int = Field(
+        5, ge=1, le=MAX_TARGETS_LIMIT, description="targets searched per question, at most"
+    )
+    # -- deployment settings (fixed at build time; see DEPLOYMENT_FIELDS) ---------------
+    allowed_roots: list[Path] | None = Field(
+        None,
+        description=(
+            "folders local image paths may name (None: any file the process can read, "
+            "for a user's own program; a graph served to others should set roots)"
+        ),
+    )
     allow_urls: bool = Field(False, description="whether http(s) image URLs may be fetched")
+    url_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts or CIDR networks fetched although not public (e.g. '10.0.0.0/8')",
+    )
+    max_download_bytes: int = Field(
+        DEFAULT_MAX_DOWNLOAD_BYTES, ge=1, description="larger downloads are refused"
+    )
     max_image_pixels: int = Field(
         DEFAULT_MAX_IMAGE_PIXELS, ge=1, description="larger images are refused"
+    )
+    max_decoded_bytes: int = Field(
+        DEFAULT_MAX_DECODED_BYTES,
+        ge=1,
+        description="peak bytes one decode may hold (16-bit and alpha modes counted)",
+    )
+    max_file_bytes: int = Field(
+        DEFAULT_MAX_FILE_BYTES, ge=1, description="larger encoded image files are refused"
+    )
+    image_formats: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_FORMATS),
+        min_length=1,
+        description="Pillow formats that are decoded (others are refused)",
+    )
+    spill_max_bytes: int = Field(
+        DEFAULT_SPILL_MAX_BYTES, ge=0, description="size cap of the spill cache on disk"
+    )
+    spill_retention_s: float = Field(
+        DEFAULT_SPILL_RETENTION_S,
+        ge=0,
+        description="a spilled image used within this time is never evicted",
+    )
+    chat_timeout_s: float | None = Field(
+        300.0, gt=0, description="timeout of one chat-model call (None: no timeout)"
+    )
+    max_reply_chars: int = Field(
+        20_000, ge=100, description="chat-model replies are cut to this length before use"
     )
     cache_dir: Path | None = Field(
         None,
@@ -40,7 +127,9 @@ class SealConfig(BaseModel):
             "(None: $SEAL_AGENT_CACHE_DIR or the user cache directory)"
         ),
     )
-    url_timeout_s: float = Field(20.0, gt=0, description="timeout of an image download")
+    url_timeout_s: float = Field(
+        20.0, gt=0, description="total deadline of an image download, redirects included"
+    )
     vqa_image_max_side: int = Field(
         1024,
         ge=64,
@@ -80,6 +169,27 @@ class SealConfig(BaseModel):
         """VWM crop size relative to the found box (held in ``search.crop_scale``)."""
         return self.search.crop_scale
 
+    def image_policy(self) -> ImagePolicy:
+        """The deployment's image rules these settings describe."""
+        return ImagePolicy(
+            allowed_roots=None if self.allowed_roots is None else tuple(self.allowed_roots),
+            cache_dir=self.cache_dir,
+            max_pixels=self.max_image_pixels,
+            max_decoded_bytes=self.max_decoded_bytes,
+            max_file_bytes=self.max_file_bytes,
+            formats=tuple(self.image_formats),
+            allow_urls=self.allow_urls,
+            url_allowed_hosts=tuple(self.url_allowed_hosts),
+            url_timeout_s=self.url_timeout_s,
+            max_download_bytes=self.max_download_bytes,
+            spill_max_bytes=self.spill_max_bytes,
+            spill_retention_s=self.spill_retention_s,
+        )
+
+    def deployment(self) -> dict[str, Any]:
+        """The deployment settings among these (the fields a call may not change)."""
+        return {name: getattr(self, name) for name in sorted(DEPLOYMENT_FIELDS)}
+
 
 def merge_overrides(base: SealConfig, override: SealConfig | dict[str, Any] | None) -> SealConfig:
     """``base`` with the fields ``override`` explicitly sets (recursively for ``search``)."""
@@ -89,12 +199,20 @@ def merge_overrides(base: SealConfig, override: SealConfig | dict[str, Any] | No
         try:
             override = SealConfig.model_validate(override)
         except ValidationError as exc:
-            raise ValueError(f"invalid SEAL settings for this call: {exc}") from exc
+            raise SettingsError(f"invalid SEAL settings for this call: {exc}") from exc
     if not isinstance(override, SealConfig):
-        raise TypeError(f"expected SealConfig or dict, got {type(override).__name__}")
+        raise SettingsError(f"expected SealConfig or dict, got {type(override).__name__}")
     update: dict[str, Any] = {}
     for name in override.model_fields_set:
         value = getattr(override, name)
+        if name in DEPLOYMENT_FIELDS:
+            if value != getattr(base, name):
+                raise DeploymentSettingError(
+                    f"the per-call settings try to change {name!r}, a deployment setting "
+                    f"fixed when the graph was built; set it in build_graph(config="
+                    f"SealConfig({name}=...)) instead"
+                )
+            continue
         if name == "search":
             fields = {k: getattr(value, k) for k in value.model_fields_set}
             value = base.search.model_copy(update=fields)
@@ -111,7 +229,7 @@ def resolve_config(
         config = merge_overrides(config, configurable[CONFIGURABLE_KEY])
     if context is not None:
         if not isinstance(context, SealConfig | dict):
-            raise TypeError(
+            raise SettingsError(
                 f"the runtime context of a SEAL graph must be a SealConfig, got "
                 f"{type(context).__name__}"
             )
@@ -119,4 +237,13 @@ def resolve_config(
     return config
 
 
-__all__ = ["CONFIGURABLE_KEY", "SealConfig", "merge_overrides", "resolve_config"]
+__all__ = [
+    "CONFIGURABLE_KEY",
+    "DEPLOYMENT_FIELDS",
+    "MAX_TARGETS_LIMIT",
+    "DeploymentSettingError",
+    "SealConfig",
+    "SettingsError",
+    "merge_overrides",
+    "resolve_config",
+]

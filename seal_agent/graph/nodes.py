@@ -30,6 +30,7 @@ from seal_agent.errors import (
 )
 from seal_agent.graph import prompts
 from seal_agent.graph.configuration import SealConfig, resolve_config
+from seal_agent.graph.model_calls import call_with_timeout, cap_reply
 from seal_agent.graph.parsing import (
     TargetListing,
     normalise_targets,
@@ -49,6 +50,9 @@ from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search import SearchModel, SearchResult, TraceStep, VStarSearch
 
 T = TypeVar("T")
+
+#: Longest question accepted (it goes into every prompt of the run).
+MAX_QUESTION_CHARS = 10_000
 
 
 class Lazy(Generic[T]):
@@ -156,21 +160,16 @@ class SealNodes:
         self.vqa_model = vqa_model
         self.search_model = search_model
         self.config = config
+        #: The deployment's image rules, fixed at build time (a call cannot change them).
+        self.image_policy = config.image_policy()
 
     # -- helpers -------------------------------------------------------------------------
     def settings(self, runtime: Runtime[SealConfig] | None, config: RunnableConfig) -> SealConfig:
         context = runtime.context if runtime is not None else None
         return resolve_config(self.config, context, (config or {}).get("configurable"))
 
-    @staticmethod
-    def _image(ref: ImageRef, settings: SealConfig) -> tuple[ImageRef, ImagePyramid]:
-        return load_image(
-            ref,
-            max_pixels=settings.max_image_pixels,
-            allow_urls=settings.allow_urls,
-            cache_dir=settings.cache_dir,
-            url_timeout_s=settings.url_timeout_s,
-        )
+    def _image(self, ref: ImageRef, settings: SealConfig) -> tuple[ImageRef, ImagePyramid]:
+        return load_image(ref, self.image_policy)
 
     @staticmethod
     def _global_block(ref: ImageRef, pyramid: ImagePyramid, settings: SealConfig) -> dict:
@@ -181,7 +180,12 @@ class SealNodes:
         """The chat model's reply text; any failure becomes a ``ChatModelError``."""
         model = resolve(self.vqa_model)
         try:
-            reply = model.invoke(messages)
+            reply = call_with_timeout(
+                lambda: model.invoke(messages),
+                self.config.chat_timeout_s,
+                doing=doing,
+                model=model_name(model),
+            )
         except SealError:
             raise
         except Exception as exc:
@@ -194,7 +198,7 @@ class SealNodes:
                 f"the VQA chat model {model_name(model)} returned a {type(reply).__name__} "
                 f"instead of a message while {doing}"
             )
-        return reply.text
+        return cap_reply(reply.text, self.config.max_reply_chars)
 
     def _structured_listing(self, messages: list[BaseMessage]) -> TargetListing | None:
         """The listing via ``with_structured_output``; None where unsupported or unreadable."""
@@ -205,7 +209,14 @@ class SealNodes:
             return None
         instruction = SystemMessage(prompts.STRUCTURED_LISTING_INSTRUCTION)
         try:
-            out = structured.invoke([*messages, instruction])
+            out = call_with_timeout(
+                lambda: structured.invoke([*messages, instruction]),
+                self.config.chat_timeout_s,
+                doing="listing the objects to search for",
+                model=model_name(model),
+            )
+        except SealError:
+            raise
         except Exception:  # a provider refusing tools with images: the text path decides
             return None
         parsed = out.get("parsed") if isinstance(out, dict) else out
@@ -221,6 +232,11 @@ class SealNodes:
         if not isinstance(question, str) or not question.strip():
             raise InvalidQuestionError(
                 f"the question must be a non-empty string, got {question!r:.60}"
+            )
+        if len(question) > MAX_QUESTION_CHARS:
+            raise InvalidQuestionError(
+                f"the question is {len(question)} characters long, above the limit of "
+                f"{MAX_QUESTION_CHARS}"
             )
         options = state.get("options")
         if options is not None:
@@ -464,7 +480,13 @@ class SealNodes:
     def _pick_by_likelihood(self, messages: list[BaseMessage], options: list[str]) -> int:
         model = resolve(self.vqa_model)
         try:
-            losses = [float(v) for v in model.score_options(messages, options)]  # type: ignore[attr-defined]
+            scores = call_with_timeout(
+                lambda: model.score_options(messages, options),  # type: ignore[attr-defined]
+                self.config.chat_timeout_s,
+                doing="scoring the options",
+                model=model_name(model),
+            )
+            losses = [float(v) for v in scores]
         except SealError:
             raise
         except Exception as exc:

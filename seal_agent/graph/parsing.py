@@ -1,13 +1,17 @@
 """Reading a chat model's free text: target lists, context cues and option choices.
 
 Every parser returns ``None`` (or an empty result) for text it cannot read, and never
-raises on odd input: what an unreadable answer means is the node's decision.
+raises on odd input: what an unreadable answer means is the node's decision. A reply may
+be hostile (text an attacker planted, or a model looping): every parser runs in time
+linear in the reply (no pattern can backtrack over a run of spaces), and the node caps
+the reply's length before it gets here.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from itertools import islice
 
 from pydantic import BaseModel, Field
 
@@ -29,18 +33,29 @@ class TargetListing(BaseModel):
     )
 
 
-_MISSING_MARKER = re.compile(r"missing\s+or\s+unclear\s*:?", re.I)
-_CANNOT_ANSWER = re.compile(r"\b(?:can\s*not|cannot|can't|unable to)\s+answer\b", re.I)
-_SPLIT = re.compile(r"\s*(?:,|;|\n|\band\b|&)\s*", re.I)
-_BULLET = re.compile(r"^(?:[-*\u2022]+|\d+[.)]|\(\d+\))\s*")
-_ARTICLE = re.compile(r"^(?:the|a|an|some|any)\s+", re.I)
+_MISSING_MARKER = re.compile(r"missing\s++or\s++unclear\s*+:?", re.I)
+_CANNOT_ANSWER = re.compile(r"\b(?:can\s*+not|cannot|can't|unable to)\s++answer\b", re.I)
+#: Only commas, semicolons and line breaks separate targets: "black and white dog" and
+#: "salt & pepper shaker" are one object each.
+_SPLIT = re.compile(r"[,;\n]")
+_BLANK_LINE = re.compile(r"\n[^\S\n]*+\n")
+_BULLET = re.compile(r"^(?:[-*\u2022]++|\d++[.)]|\(\d++\))\s*+")
+_ARTICLE = re.compile(r"^(?:the|a|an|some|any)\s++", re.I)
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019*_"
+#: Most objects read from one listing (``max_targets`` keeps fewer after cleaning).
+MAX_LISTED_OBJECTS = 64
+MAX_LIST_CHARS = 8192
+#: The place of a contextual cue is named early; later text is not read.
+MAX_CUE_CHARS = 4096
 _NOT_A_TARGET = {"a", "an", "the", "some", "any", "none", "nothing", "n/a", "object", "objects"}
 
 
 def clean_phrase(text: str) -> str:
     """A target phrase without bullets, quotes, articles or trailing punctuation."""
-    phrase = _BULLET.sub("", text.strip())
+    text = text.strip()
+    if not text:
+        return ""
+    phrase = _BULLET.sub("", text)
     phrase = phrase.strip().strip(_QUOTES).strip()
     phrase = phrase.rstrip(".!?:").strip().strip(_QUOTES).strip()
     phrase = _ARTICLE.sub("", phrase)
@@ -70,32 +85,75 @@ def parse_target_listing(text: object) -> TargetListing | None:
 
     Understands the reference's exact reply (``Sorry, I can not answer the question.
     Some visual information about the following objects is missing or unclear: a, b.``)
-    and looser variants (bullets, "and", quotes). Text without the missing-objects
-    marker is a direct answer. Returns ``None`` when the text is empty or says it cannot
-    answer without naming anything to search for.
+    and looser variants (bullets, numbered items, quotes); "and" stays inside a name.
+    Text without the missing-objects marker is a direct answer. Returns ``None`` when
+    the text is empty or says it cannot answer without naming anything to search for.
     """
     if not isinstance(text, str) or not text.strip():
         return None
     marker = _MISSING_MARKER.search(text)
     if marker is not None:
-        tail = text[marker.end() :].strip()
+        # 64 names of <= 100 characters fit in the first 8 KB; the rest is not read.
+        tail = text[marker.end() : marker.end() + MAX_LIST_CHARS].strip()
         # The list ends at the first blank line (a model may add an explanation).
-        tail = re.split(r"\n\s*\n", tail, maxsplit=1)[0]
-        objects = [p for p in (clean_phrase(s) for s in _SPLIT.split(tail)) if p]
+        tail = _BLANK_LINE.split(tail, maxsplit=1)[0]
+        phrases = (clean_phrase(s) for s in _SPLIT.split(tail))
+        objects = list(islice((p for p in phrases if p), MAX_LISTED_OBJECTS))
         return TargetListing(missing_objects=objects) if objects else None
     if _CANNOT_ANSWER.search(text) and len(text) < 200:
         return None
     return TargetListing(answer=text.strip())
 
 
-_LOCATION_PREPOSITION = re.compile(
-    r"\b(?:on|in|inside|near|under|underneath|beneath|at|beside|by|next to|behind|above|"
-    r"below|atop|within|along|against|around)\s+(?:the|a|an|some|this|that)?\s*"
-    r"(?P<phrase>[a-z][a-z\- ]*?)(?=\s*(?:[.,;:!?)]|$|\b(?:of|in|on|near|where|which|that|"
-    r"because|since|as|or|and|with)\b))",
-    re.I,
-)
+_PREPOSITIONS = {
+    "on", "in", "inside", "near", "under", "underneath", "beneath", "at", "beside", "by",
+    "behind", "above", "below", "atop", "within", "along", "against", "around",
+}  # fmt: skip
+_DETERMINERS = {"the", "a", "an", "some", "this", "that"}
+_PHRASE_END = {
+    "of", "in", "on", "near", "where", "which", "that", "because", "since", "as", "or",
+    "and", "with",
+}  # fmt: skip
+#: Words (letters and hyphens), the punctuation that ends a place phrase, and any other
+#: character (a digit, an apostrophe, a bracket), which spoils the phrase it is in.
+_TOKEN = re.compile(r"[a-z][a-z\-]*+|[.,;:!?)]|[^\sa-z]", re.I)
+_PHRASE_PUNCTUATION = frozenset(".,;:!?)")
 _FILLER = {"image", "picture", "photo", "scene", "frame", "top", "middle", "center", "left"}
+
+
+def _place_phrases(text: str) -> list[str]:
+    """Noun phrases after a place preposition, in order: one pass over the words."""
+    tokens = [m.group(0) for m in _TOKEN.finditer(text, 0, MAX_CUE_CHARS)]
+    phrases: list[str] = []
+    i = 0
+    while i < len(tokens):
+        word = tokens[i].lower()
+        start = None
+        if word == "next" and i + 1 < len(tokens) and tokens[i + 1].lower() == "to":
+            start = i + 2
+        elif word in _PREPOSITIONS:
+            start = i + 1
+        if start is None:
+            i += 1
+            continue
+        if start < len(tokens) and tokens[start].lower() in _DETERMINERS:
+            start += 1
+        end = start
+        while (
+            end < len(tokens)
+            and tokens[end][0].isalpha()
+            and tokens[end].lower() not in _PHRASE_END
+        ):
+            end += 1
+        ends_well = (
+            end == len(tokens)
+            or tokens[end] in _PHRASE_PUNCTUATION
+            or tokens[end][0].isalpha()  # a joining word
+        )
+        if end > start and ends_well:
+            phrases.append(" ".join(tokens[start:end]))
+        i = max(i + 1, end)  # like finditer: go on after the phrase (linear time)
+    return phrases
 
 
 def parse_context_cue(text: object, target: str) -> str | None:
@@ -105,8 +163,8 @@ def parse_context_cue(text: object, target: str) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
     target_key = clean_phrase(target).lower()
-    for match in _LOCATION_PREPOSITION.finditer(text):
-        phrase = clean_phrase(match.group("phrase"))
+    for raw in _place_phrases(text):
+        phrase = clean_phrase(raw)
         words = phrase.lower().split()
         if not words or phrase.lower() == target_key or words[-1] in _FILLER:
             continue
@@ -115,8 +173,8 @@ def parse_context_cue(text: object, target: str) -> str | None:
 
 
 _LETTER_PATTERNS = (
-    re.compile(r"^\s*\(?([A-Z])\)?\s*(?:[.:)\-]|$)"),  # "B", "(B)", "B.", "B) text"
-    re.compile(r"\b(?i:answer|option|choice)\s*(?i:is|:)?\s*\(?([A-Z])\)?(?![A-Za-z])"),
+    re.compile(r"^\s*+\(?([A-Z])\)?\s*+(?:[.:)\-]|$)"),  # "B", "(B)", "B.", "B) text"
+    re.compile(r"\b(?i:answer|option|choice)\s*+(?:(?i:is|:)\s*+)?\(?([A-Z])\)?(?![A-Za-z])"),
 )
 
 

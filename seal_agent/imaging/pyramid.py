@@ -10,6 +10,8 @@ The levels cost 1/3 of the image's memory in total and are built once, on demand
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 from PIL import Image
 
@@ -28,35 +30,69 @@ def _as_rgb(image: object) -> Image.Image:
         raise InvalidImageError(f"image has no pixels ({image.width}x{image.height})")
     try:
         image.load()  # a lazily opened file fails here, with our message, not mid-search
-        if image.mode == "RGB":
-            return image
-        if image.mode in ("RGBA", "LA", "PA") or (
-            image.mode == "P" and "transparency" in image.info
-        ):
-            # Flatten transparency onto white, as a viewer would show it, instead of
-            # letting transparent pixels turn into whatever colour they happen to store.
-            rgba = image.convert("RGBA")
-            canvas = Image.new("RGB", rgba.size, (255, 255, 255))
-            canvas.paste(rgba, mask=rgba.getchannel("A"))
-            return canvas
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-            # 16/32-bit greyscale: rescale to 8 bit before converting (PIL would clip).
-            return _wide_grey_to_rgb(image)
-        return image.convert("RGB")
+        return to_rgb(image)
     except (OSError, ValueError) as exc:
         raise InvalidImageError(
             f"cannot convert an image of mode {image.mode!r} to RGB: {exc}"
         ) from exc
 
 
-def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, holding as few full-size copies as possible at once.
+
+    Transparency is flattened onto white, as a viewer would show it, instead of letting
+    transparent pixels turn into whatever colour they happen to store; 16/32-bit grey is
+    rescaled to 8 bit (PIL would clip). ``decoding.decode_cost`` mirrors the copies made.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "RGBa", "LA"):
+        # Pillow blends these onto RGB directly, the alpha band as the mask: no copy.
+        canvas = Image.new("RGB", image.size, (255, 255, 255))
+        canvas.paste(image, mask=image)
+        return canvas
+    if image.mode in ("La", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba)
+        return canvas
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _wide_grey_to_rgb(image)
+    return image.convert("RGB")
+
+
+def _wide_grey_stripes(image: Image.Image, stripe_pixels: int) -> Iterator[tuple[int, Any]]:
     import numpy as np
 
-    values = np.asarray(image.convert("F") if image.mode != "F" else image, dtype=np.float32)
-    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    rows = max(1, stripe_pixels // image.width)
+    for y in range(0, image.height, rows):
+        stripe = image.crop((0, y, image.width, min(image.height, y + rows)))
+        yield y, np.array(stripe, dtype=np.float32)  # a writable copy of one stripe
+
+
+def _wide_grey_to_rgb(image: Image.Image) -> Image.Image:
+    return wide_grey_to_l(image).convert("RGB")
+
+
+def wide_grey_to_l(image: Image.Image, stripe_pixels: int = 1_000_000) -> Image.Image:
+    """16/32-bit grey rescaled to 8 bit in row stripes (never a full-size float copy)."""
+    import numpy as np
+
+    lo, hi = np.inf, -np.inf
+    for _, values in _wide_grey_stripes(image, stripe_pixels):
+        if np.isfinite(values).any():
+            lo = min(lo, float(np.nanmin(values[np.isfinite(values)])))
+            hi = max(hi, float(np.nanmax(values[np.isfinite(values)])))
+    if lo > hi:  # no finite value at all
+        lo = hi = 0.0
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    grey = np.clip((values - lo) * scale, 0, 255).astype(np.uint8)
-    return Image.fromarray(grey, mode="L").convert("RGB")
+    grey = np.empty((image.height, image.width), dtype=np.uint8)
+    for y, values in _wide_grey_stripes(image, stripe_pixels):
+        values -= lo
+        values *= scale
+        np.clip(values, 0, 255, out=values)
+        grey[y : y + values.shape[0]] = np.nan_to_num(values)
+    return Image.frombuffer("L", image.size, grey, "raw", "L", 0, 1)  # shares ``grey``
 
 
 class ImagePyramid:
@@ -155,4 +191,4 @@ def as_pyramid(image: Image.Image | ImagePyramid) -> ImagePyramid:
     return ImagePyramid(image)
 
 
-__all__ = ["MIN_LEVEL_SIDE", "ImagePyramid", "as_pyramid"]
+__all__ = ["MIN_LEVEL_SIDE", "ImagePyramid", "as_pyramid", "to_rgb", "wide_grey_to_l"]

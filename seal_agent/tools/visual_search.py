@@ -8,7 +8,10 @@ tool messages the agent can read and act on, never as a crashed agent loop.
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import StructuredTool, ToolException
@@ -16,9 +19,12 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, Field, ValidationError
 
 from seal_agent.errors import SealError
-from seal_agent.graph.configuration import SealConfig
+from seal_agent.graph.builder import graph_settings
+from seal_agent.graph.configuration import SealConfig, merge_overrides
 from seal_agent.imaging.geometry import Box, crop_box_around
 from seal_agent.imaging.loading import encode_image, load_image
+from seal_agent.imaging.paths import caller_image_source
+from seal_agent.imaging.policy import ImagePolicy
 
 DEFAULT_NAME = "visual_search"
 DEFAULT_DESCRIPTION = (
@@ -73,11 +79,13 @@ def _content(out: dict[str, Any]) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _artifact(out: dict[str, Any], crop_scale: float, include_crops: bool) -> dict[str, Any]:
+def _artifact(
+    out: dict[str, Any], crop_scale: float, include_crops: bool, policy: ImagePolicy
+) -> dict[str, Any]:
     searches: dict[str, Any] = out.get("searches") or {}
     pyramid = None
     if include_crops and any(o["found"] for o in searches.values()):
-        _, pyramid = load_image(out["image"])
+        _, pyramid = load_image(out["image"], policy)
     targets = []
     for target in out.get("targets") or []:
         outcome = searches.get(target)
@@ -134,12 +142,15 @@ def create_visual_search_tool(
     name: str = DEFAULT_NAME,
     description: str = DEFAULT_DESCRIPTION,
     include_crops: bool = True,
+    allowed_roots: Sequence[str | os.PathLike[str]] = (),
 ) -> StructuredTool:
     """A ``visual_search`` tool over a SEAL graph (the lazily built default if ``None``).
 
-    ``config`` is passed to every call as the graph's runtime context (per-call settings).
-    Each call runs in a fresh thread id, so calls never share state even when the graph
-    has a checkpointer.
+    ``config`` is passed to every call as the graph's runtime context (per-call settings;
+    the graph's deployment settings cannot be changed through it). ``allowed_roots``:
+    the folders whose files a caller may name by path (default none: only data URLs,
+    and http(s) URLs where the graph allows them). Each call runs in a fresh thread id,
+    so calls never share state even when the graph has a checkpointer.
     """
     if config is not None and not isinstance(config, SealConfig | dict):
         raise TypeError(f"config must be a SealConfig or a dict, got {type(config).__name__}")
@@ -149,6 +160,11 @@ def create_visual_search_tool(
         else (config or SealConfig()).crop_scale
     )
 
+    roots = tuple(Path(os.path.realpath(Path(r).expanduser())) for r in allowed_roots)
+    built = graph_settings(graph) if graph is not None else None
+    if built is not None and config is not None:
+        merge_overrides(built, config)  # a deployment setting it changes is refused now
+
     def the_graph() -> Any:  # a compiled SEAL graph (its context is SealConfig)
         if graph is not None:
             return graph
@@ -156,31 +172,34 @@ def create_visual_search_tool(
 
         return default_graph
 
+    def policy() -> ImagePolicy:
+        return (graph_settings(the_graph()) or SealConfig()).image_policy()
+
     def request(
         image: str, question: str, targets: list[str] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        state: dict[str, Any] = {"image": image, "question": question}
+        state: dict[str, Any] = {"image": caller_image_source(image, roots), "question": question}
         if targets is not None:
             state["targets"] = targets
         return state, {"configurable": {"thread_id": f"visual-search-{uuid.uuid4()}"}}
 
     def finish(out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
-            return _content(out), _artifact(out, crop_scale, include_crops)
+            return _content(out), _artifact(out, crop_scale, include_crops, policy())
         except SealError as exc:
             raise ToolException(str(exc)) from exc
 
     def run(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
-        state, run_config = request(image, question, targets)
         try:
+            state, run_config = request(image, question, targets)
             out = the_graph().invoke(state, run_config, context=config)
         except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
         return finish(out)
 
     async def arun(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
-        state, run_config = request(image, question, targets)
         try:
+            state, run_config = request(image, question, targets)
             out = await the_graph().ainvoke(state, run_config, context=config)
         except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
