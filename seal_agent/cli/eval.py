@@ -73,7 +73,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from seal_agent.evaluation import EvalSpec, ModelSpec, default_systems, evaluate_run
-    from seal_agent.evaluation.dataset import DatasetError
+    from seal_agent.evaluation.run import EvalSettingsError
 
     try:
         spec = EvalSpec(
@@ -101,7 +101,10 @@ def eval_command(args: argparse.Namespace) -> int:
             ray_num_cpus=args.ray_num_cpus,
         )
     except ValidationError as exc:
-        raise DatasetError(f"invalid eval settings: {exc}") from exc
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise EvalSettingsError(f"invalid eval settings: {problems}") from exc
     result = evaluate_run(spec, progress=not args.no_progress)
     print(result.files["table"].read_text(encoding="utf-8"), end="")
     print(

@@ -28,6 +28,7 @@ from seal_agent.evaluation.reporting import write_report
 from seal_agent.evaluation.store import RunStore
 from seal_agent.evaluation.systems import (
     Answerer,
+    EvalSettingsError,
     ModelSpec,
     SystemSpec,
     build_answerers,
@@ -198,7 +199,7 @@ def evaluate_run(
 ) -> EvalResult:
     """Run (or resume) ``spec`` and write its report; returns the table's rows."""
     if len({s.name for s in spec.systems}) != len(spec.systems):
-        raise ValueError("system names must be unique")
+        raise EvalSettingsError("system names must be unique")
     items = sample_items(load_items(spec), spec.limit)
     store = RunStore(spec.out, spec.manifest(), resume=spec.resume)
     tasks: list[Task] = [
@@ -246,6 +247,7 @@ __all__ = [
     "AnswererSet",
     "Bench",
     "EvalResult",
+    "EvalSettingsError",
     "EvalSpec",
     "answer_item",
     "evaluate_run",

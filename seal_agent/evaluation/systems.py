@@ -17,6 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from seal_agent.errors import SealError
 from seal_agent.evaluation.records import Prediction, TargetRecord
 from seal_agent.evaluation.scoring import OptionScorer
 from seal_agent.graph.parsing import parse_option_choice
@@ -46,6 +47,10 @@ class QuestionItem(Protocol):
 
 
 Answerer = Callable[[Any, list[str]], Prediction]
+
+
+class EvalSettingsError(SealError, ValueError):
+    """Settings of a run that cannot work together."""
 
 
 class ModelSpec(BaseModel):
@@ -112,9 +117,7 @@ def build_search_model(model_id: str, device: str | None = None) -> Any:
 def resolve_scoring(spec: ModelSpec, vqa: BaseChatModel) -> Scoring:
     """The scoring actually used: likelihood needs a model with ``score_options``."""
     if spec.scoring == "likelihood" and not isinstance(vqa, OptionScorer):
-        from seal_agent.evaluation.dataset import DatasetError
-
-        raise DatasetError(
+        raise EvalSettingsError(
             f"--scoring likelihood needs a VQA model that scores options; {spec.vqa} does not "
             "(use --scoring choice)"
         )
@@ -256,6 +259,7 @@ def random_answerer(seed: int = 0) -> Answerer:
 __all__ = [
     "SHAPEWORLD",
     "Answerer",
+    "EvalSettingsError",
     "ModelSpec",
     "QuestionItem",
     "Scoring",
