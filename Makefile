@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean install
+.PHONY: demo test lint format bench clean install postgres-bin
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/shapeworld_demo.py
 
-test: $(STAMP)
+test: $(STAMP) postgres-bin
 	$(BIN)/ruff check seal_agent tests benchmarks examples
 	$(BIN)/ruff format --check seal_agent tests benchmarks examples
 	$(BIN)/mypy seal_agent
 	$(BIN)/python -m pytest -q
+
+# tests/test_graph_postgres.py starts its own throw-away PostgreSQL server on 127.0.0.1;
+# install the server binaries where they are absent (Debian/Ubuntu).
+postgres-bin:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	  || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	       $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check seal_agent tests benchmarks examples

@@ -3,11 +3,17 @@
 ``{"target_object": ["glove"], "bbox": [[x, y, w, h]], "question": "...", "options":
 [correct, wrong, ...]}``. Annotation paths are derived with pathlib (``NAME.json`` next
 to the image), never by splitting on ".", which breaks on paths like ``./data``.
+
+The published dataset also ships ``test_questions.jsonl`` (one line per scored question:
+``image``, ``text`` with the options as ``(A) ...`` lines, ``label`` letter). Where it is
+present, ``vstar_items`` takes the option order from it: that is the order the paper's
+numbers were produced with.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,10 +21,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from seal_agent.errors import SealError
+from seal_agent.evaluation.items import EvalItem
 from seal_agent.imaging.geometry import Box
 
 #: The two scored subsets and the names V*Bench's tables give them.
 SUBSETS: dict[str, str] = {"direct_attributes": "attribute", "relative_position": "spatial"}
+#: Folders the release ships beside the scored subsets; evaluated only on request.
+EXPLORATORY_SUBSETS: tuple[str, ...] = ("OCR", "GPT4V-hard")
+#: The fixed-order questions file of the published release, at the dataset root.
+QUESTIONS_FILE = "test_questions.jsonl"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 
@@ -109,4 +120,101 @@ def load_vstar_dataset(
     return items
 
 
-__all__ = ["IMAGE_SUFFIXES", "SUBSETS", "DatasetError", "VStarItem", "load_vstar_dataset"]
+_OPTION_LINE = re.compile(r"^\(([A-Z])\)\s*(.+?)\s*$")
+
+
+def _fixed_order(root: Path) -> dict[str, tuple[str, ...]]:
+    """``'<subset>/<image name>' -> options in the published order`` from the questions file."""
+    path = root / QUESTIONS_FILE
+    if not path.is_file():
+        return {}
+    orders: dict[str, tuple[str, ...]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            image, text = str(row["image"]), str(row["text"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path}:{number}: not a questions-file row ({exc})") from exc
+        options: list[str] = []
+        for text_line in text.splitlines():
+            match = _OPTION_LINE.match(text_line.strip())
+            if match and ord(match.group(1)) - ord("A") == len(options):
+                options.append(match.group(2))
+        if len(options) < 2:
+            raise DatasetError(f"{path}:{number}: no '(A) ...' option lines in its text")
+        orders[image.replace("\\", "/").removeprefix("./")] = tuple(options)
+    return orders
+
+
+def vstar_items(
+    root: str | Path,
+    subsets: Sequence[str] = tuple(SUBSETS),
+    *,
+    fixed_order: bool = True,
+) -> list[EvalItem]:
+    """V*Bench as ``EvalItem``s, options in the published order.
+
+    The published order is the questions file's where it lists the item (and
+    ``fixed_order``), else the annotation's (correct option first).
+    """
+    root = Path(root).expanduser()
+    items = load_vstar_dataset(root, subsets)
+    orders = _fixed_order(root) if fixed_order else {}
+    converted: list[EvalItem] = []
+    for item in items:
+        options = item.options
+        correct = 0
+        published = orders.get(item.id)
+        if published is not None:
+            if sorted(published) != sorted(options):
+                raise DatasetError(
+                    f"{QUESTIONS_FILE} lists other options for {item.id} than its annotation: "
+                    f"{list(published)} vs {list(options)}"
+                )
+            options, correct = published, published.index(item.options[0])
+        converted.append(
+            EvalItem(
+                id=item.id,
+                bench="vstar",
+                category=item.category,
+                image_path=item.image_path,
+                question=item.question,
+                options=options,
+                correct_index=correct,
+                target_objects=item.target_objects,
+                target_boxes=item.target_boxes,
+            )
+        )
+    return converted
+
+
+def as_eval_item(item: VStarItem | EvalItem) -> EvalItem:
+    """A V*Bench item as stored (correct option first) as an ``EvalItem``."""
+    if isinstance(item, EvalItem):
+        return item
+    return EvalItem(
+        id=item.id,
+        bench="vstar",
+        category=item.category,
+        image_path=item.image_path,
+        question=item.question,
+        options=item.options,
+        correct_index=0,
+        target_objects=item.target_objects,
+        target_boxes=item.target_boxes,
+    )
+
+
+__all__ = [
+    "EXPLORATORY_SUBSETS",
+    "IMAGE_SUFFIXES",
+    "QUESTIONS_FILE",
+    "SUBSETS",
+    "DatasetError",
+    "VStarItem",
+    "as_eval_item",
+    "load_vstar_dataset",
+    "vstar_items",
+]
