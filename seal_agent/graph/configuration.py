@@ -20,6 +20,23 @@ from seal_agent.search.config import SearchConfig
 CONFIGURABLE_KEY = "seal"
 
 
+class GenerationBudget(BaseModel):
+    """New-token limits per node (the chat model's own limit applies where larger).
+
+    Passed to the chat model as its provider's keyword (``max_new_tokens`` for
+    ``TransformersChatModel``, ``max_tokens`` for OpenAI/Anthropic, ``num_predict`` for
+    Ollama); other models keep their own settings.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listing: int = Field(
+        96, ge=8, description="the target list (reference sentence + up to 5 names)"
+    )
+    context_cue: int = Field(48, ge=8, description="where a target usually is, one phrase")
+    answer: int = Field(256, ge=1, description="the final answer")
+
+
 class SealConfig(BaseModel):
     """Everything a SEAL run can be told, besides the models themselves."""
 
@@ -66,6 +83,24 @@ class SealConfig(BaseModel):
     )
     context_cue: bool = Field(
         True, description="ask the chat model where a target usually is, once per target"
+    )
+    vwm_token_budget: int | None = Field(
+        None,
+        ge=64,
+        description=(
+            "visual tokens the answer's images may spend together (global image + crops); "
+            "None: the VQA model family's default (seal_agent.models.vision_tokens)"
+        ),
+    )
+    answer_with_best_box: bool = Field(
+        False,
+        description=(
+            "show the VQA model the search's best box even when the search failed (the "
+            "reference benchmark's protocol); False writes 'not existent' instead"
+        ),
+    )
+    max_new_tokens: GenerationBudget = Field(
+        default_factory=GenerationBudget, description="new-token limits per node"
     )
     raise_on_search_error: bool = Field(
         True,
@@ -119,4 +154,10 @@ def resolve_config(
     return config
 
 
-__all__ = ["CONFIGURABLE_KEY", "SealConfig", "merge_overrides", "resolve_config"]
+__all__ = [
+    "CONFIGURABLE_KEY",
+    "GenerationBudget",
+    "SealConfig",
+    "merge_overrides",
+    "resolve_config",
+]

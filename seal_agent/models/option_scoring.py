@@ -24,7 +24,6 @@ from seal_agent.models.chat import (
     ChatRuntime,
     TransformersChatModel,
     encode_prompt,
-    limit_pixels,
 )
 from seal_agent.models.content import to_conversation
 
@@ -50,7 +49,7 @@ def score_options(
     messages = [HumanMessage(content=prompt)] if isinstance(prompt, str) else list(prompt)
     runtime = model.runtime()
     conversation, images = to_conversation(messages)
-    images = [limit_pixels(image, model.max_image_pixels) for image in images]
+    images = model.prepare_images(images)
     inputs = encode_prompt(runtime, conversation, images, add_generation_prompt=True)
     tokenizer = runtime.processor.tokenizer
     option_ids = [tokenizer(option, add_special_tokens=False)["input_ids"] for option in options]
