@@ -92,6 +92,13 @@ class SealConfig(BaseModel):
             "None: the VQA model family's default (seal_agent.models.vision_tokens)"
         ),
     )
+    crop_sizing: Literal["encoder", "as_cut"] = Field(
+        "encoder",
+        description=(
+            "'encoder': each VWM crop is resized so the object spans enough of the VQA "
+            "encoder's patches (seal_agent.graph.vwm); 'as_cut': sent as cut (ablation)"
+        ),
+    )
     answer_with_best_box: bool = Field(
         False,
         description=(

@@ -511,7 +511,13 @@ class SealNodes:
         regions = [self._crop_region(pyramid, box, settings) for _, box in located]
         budget = settings.vwm_token_budget or profile.default_budget
         plan = vwm.plan_vwm(
-            profile, pyramid.width, pyramid.height, regions, budget, settings.vqa_image_max_side
+            profile,
+            pyramid.width,
+            pyramid.height,
+            regions,
+            budget,
+            settings.vqa_image_max_side,
+            settings.crop_sizing,
         )
         # Crops over a fixed-cost encoder's budget are not shown; their objects keep their
         # location line, after those whose crops follow the global image in order.

@@ -119,13 +119,21 @@ def plan_vwm(
     regions: Sequence[Box],
     budget: int,
     global_max_side: int,
+    crop_sizing: Literal["encoder", "as_cut"] = "encoder",
 ) -> VwmPlan:
-    """Sizes of the global image and of each crop under ``budget`` tokens."""
+    """Sizes of the global image and of each crop under ``budget`` tokens.
+
+    ``crop_sizing="as_cut"`` sends every crop at the size it was cut (release 0.1.0's
+    behaviour, kept as the ablation that shows why the rule exists).
+    """
     n = len(regions)
     side = min(global_max_side, max(width, height))
     global_size = scaled_size(width, height, side)
     global_tokens = sent_tokens(profile, global_size)
-    ideal = [ideal_crop_size(r, profile) for r in regions]
+    if crop_sizing == "as_cut":
+        ideal = [(max(1, round(r.width)), max(1, round(r.height))) for r in regions]
+    else:
+        ideal = [ideal_crop_size(r, profile) for r in regions]
     if n and not profile.fixed_cost:
         half = max(1, profile.crop_side // 2)
         floor = sent_tokens(profile, (half, half))

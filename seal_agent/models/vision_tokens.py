@@ -16,7 +16,7 @@ qwen2-vl      ``smart_resize`` to multiples of 28 px within [56², 1280·28²]  
 llava         fixed: (336 / 14)² = 576 (CLIP ViT-L/14 at 336, padded square) padded_square
 openai        GPT-4o "high" detail: fit 2048², shorter side to 768, then      native
               85 + 170 per 512 px tile
-anthropic     long edge <= 1568 px and <= ~1.15 MP, then ``w * h / 750``     native
+anthropic     long edge <= 1568 px and <= 1600 tokens, then ``w * h / 750``  native
 gemini        258 if both sides <= 384 px, else 258 per 768 px tile         native
 default       as qwen2-vl (28 px tokens, at most 1280 per image)            native
 ============  ===========================================================  =============
@@ -80,7 +80,7 @@ def smart_resize(
 ) -> tuple[int, int]:
     """Qwen2-VL's resize rule: sides multiples of ``factor``, area within the bounds.
 
-    A copy of ``transformers.models.qwen2_vl.image_processing_qwen2_vl.smart_resize``
+    A copy of ``transformers.models.qwen2_vl.image_processing_pil_qwen2_vl.smart_resize``
     (tested equal to it) so that costing an image does not import transformers.
     """
     height, width = max(1, height), max(1, width)
@@ -120,7 +120,7 @@ def openai_tokens(width: int, height: int) -> int:
 
 
 def anthropic_tokens(width: int, height: int) -> int:
-    scale = min(1.0, 1568 / max(width, height), math.sqrt(1_150_000 / (width * height)))
+    scale = min(1.0, 1568 / max(width, height), math.sqrt(1600 * 750 / (width * height)))
     return math.ceil(width * scale * height * scale / 750)
 
 
