@@ -196,16 +196,20 @@ class TransformersChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def score_options(
-        self, messages: str | Sequence[BaseMessage], options: Sequence[str]
+        self,
+        messages: str | Sequence[BaseMessage],
+        options: Sequence[str],
+        *,
+        end_of_turn: bool = True,
     ) -> list[float]:
-        """Mean token loss of each option after ``messages`` (lower = likelier).
+        """Mean token loss of each option, end-of-turn token included (lower = likelier).
 
         The paper's likelihood scoring of multiple-choice answers; the graph's answer node
         and the evaluation harness use it when ``option_scoring`` asks for it.
         """
         from seal_agent.models.option_scoring import score_options
 
-        return score_options(self, messages, options)
+        return score_options(self, messages, options, end_of_turn=end_of_turn)
 
     # -- images --------------------------------------------------------------------------
     def prepare_images(self, images: list[Image.Image]) -> list[Image.Image]:
