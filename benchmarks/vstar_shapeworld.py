@@ -49,7 +49,6 @@ from seal_agent.evaluation import (  # noqa: E402
 )
 from seal_agent.graph import SealConfig, build_graph  # noqa: E402
 from seal_agent.imaging.loading import image_cache  # noqa: E402
-from seal_agent.search import SearchConfig  # noqa: E402
 from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "vstar_shapeworld.json"
@@ -141,7 +140,7 @@ def run(
                 (
                     "SEAL reference protocol, fixed",
                     ReferenceVQAChatModel(),
-                    SealConfig(search=SearchConfig(strategy="seal"), answer_with_best_box=True),
+                    SealConfig.reference_protocol(),
                 )
             )
         reports: list[EvaluationReport] = []

@@ -201,3 +201,13 @@ def test_best_box_policy_shows_a_failed_searchs_best_guess(scene_path, config):
     assert out["searches"]["red square"]["box"] is not None  # its best (fallback) guess
     assert "red square <object> at location" in chat.prompts[-1]
     assert count_images(chat.calls[-1]) == 2
+
+
+def test_the_reference_protocol_turns_the_best_box_policy_on():
+    from seal_agent.graph import SealConfig
+
+    assert SealConfig().answer_with_best_box is False
+    reference = SealConfig.reference_protocol(max_targets=3)
+    assert reference.answer_with_best_box is True
+    assert reference.search.strategy == "seal"
+    assert reference.max_targets == 3

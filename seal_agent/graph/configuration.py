@@ -117,6 +117,13 @@ class SealConfig(BaseModel):
         ),
     )
 
+    @classmethod
+    def reference_protocol(cls, **overrides: Any) -> SealConfig:
+        """The reference's benchmark protocol: the ``seal`` search strategy, and the best
+        box shown to the VQA model even when a search did not succeed."""
+        search = overrides.pop("search", None) or SearchConfig(strategy="seal")
+        return cls(search=search, answer_with_best_box=True, **overrides)
+
     @property
     def crop_scale(self) -> float:
         """VWM crop size relative to the found box (held in ``search.crop_scale``)."""
