@@ -211,3 +211,22 @@ def test_the_reference_protocol_turns_the_best_box_policy_on():
     assert reference.answer_with_best_box is True
     assert reference.search.strategy == "seal"
     assert reference.max_targets == 3
+
+
+def test_each_node_asks_for_its_own_generation_limit(scene_path, config):
+    limits: list[int] = []
+
+    class TransformersChatModel(ScriptedChatModel):  # named like the class the limit keys on
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            limits.append(kwargs["max_new_tokens"])
+            return super()._generate(messages, stop, run_manager, **kwargs)
+
+    chat = TransformersChatModel(script=seal_script("red square"))
+    build_graph(chat, ColourSearchModel(), config).invoke(
+        {"image": scene_path, "question": "What colour is the square?"}
+    )
+    budget = config.max_new_tokens
+    cues = [i for i, p in enumerate(chat.prompts) if "most likely location" in p]
+    assert limits[0] == budget.listing
+    assert all(limits[i] == budget.context_cue for i in cues)
+    assert limits[-1] == budget.answer

@@ -189,9 +189,10 @@ class SealNodes:
         side: int | None = None,
     ) -> dict:
         """The global image in the VQA model's frame (square-padded for LLaVA-style ones)."""
-        side = min(side or settings.vqa_image_max_side, settings.vqa_image_max_side)
+        full = min(settings.vqa_image_max_side, max(pyramid.width, pyramid.height))
+        side = min(side or full, full)
         profile = self.vision_profile()
-        if profile.frame == "native" and side == settings.vqa_image_max_side:
+        if profile.frame == "native" and side == full:  # the view shared with other nodes
             data = encoded_global_view(ref, pyramid, side, settings.image_format)
         else:
             data = vwm.encoded_frame_view(ref, pyramid, side, settings.image_format, profile)
