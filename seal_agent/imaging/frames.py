@@ -52,19 +52,9 @@ def frame_location(box: Box, width: int, height: int, frame: Frame) -> tuple[flo
     return tuple(min(1.0, max(0.0, v)) for v in values)
 
 
-def frame_box(location: tuple[float, ...], width: int, height: int, frame: Frame) -> Box:
-    """Inverse of :func:`frame_location`: frame coordinates back to image pixels."""
-    x1, y1, x2, y2 = location
-    if frame == "padded_square":
-        side, left, top = square_offsets(width, height)
-        return Box(x1 * side - left, y1 * side - top, x2 * side - left, y2 * side - top)
-    return Box(x1 * width, y1 * height, x2 * width, y2 * height)
-
-
 __all__ = [
     "CLIP_MEAN_RGB",
     "Frame",
-    "frame_box",
     "frame_location",
     "pad_to_square",
     "square_offsets",
