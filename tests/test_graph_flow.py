@@ -42,9 +42,11 @@ def test_missing_objects_are_searched_and_the_answer_sees_the_vwm(scene_path, co
     final = chat.calls[-1]
     assert count_images(final) == 3  # global image + one crop per found target
     text = chat.prompts[-1]
+    # A model of unknown family sees the global image at its native aspect (2000x1500),
+    # and the coordinates are fractions of that frame.
     assert (
         "Additional visual information to focus on: red square <object> at location "
-        "[0.750,0.675,0.760,0.685]; blue square <object> at location" in text
+        "[0.750,0.733,0.760,0.747]; blue square <object> at location" in text
     )
     assert text.rstrip().endswith(
         "Answer with the option's letter from the given choices directly."
@@ -64,8 +66,10 @@ def test_the_crops_are_cut_around_the_found_boxes(scene_path, config):
     blocks = [b for b in chat.calls[-1][-1].content if b.get("type") == "image"]
     assert all(b["mime_type"] == "image/png" and "base64" in b for b in blocks)
     crop = Image.open(io.BytesIO(base64.b64decode(blocks[1]["base64"])))
-    assert crop.size == (24, 24)  # 1.2 x the 20 px square
-    assert crop.getpixel((12, 12))[0] > 200  # red in the middle
+    # 1.2 x the 20 px square = 24 px, enlarged to the native-encoder crop side (448 px)
+    assert crop.size == (448, 448)
+    assert crop.getpixel((224, 224))[0] > 200  # red in the middle
+    assert crop.getpixel((5, 5))[0] < 200  # the grey margin around it
 
 
 def test_a_target_not_found_gets_an_explicit_line(scene_path, config):

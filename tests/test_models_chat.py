@@ -80,7 +80,11 @@ def test_llava_answers_image_and_text_through_the_chat_template(
     ]
     prompt = runtime.processor.apply_chat_template(conversation, add_generation_prompt=True)
     assert prompt == "USER: <image>\nWhat colour is the cup? ASSISTANT:"
-    inputs = runtime.processor(text=[prompt], images=[image], return_tensors="pt")
+    # LLaVA-1.5's expand2square: the 40x30 image centred in a square of the processor's mean
+    mean = tuple(int(v * 255) for v in runtime.processor.image_processor.image_mean)
+    square = Image.new("RGB", (40, 40), mean)
+    square.paste(image, (0, 5))
+    inputs = runtime.processor(text=[prompt], images=[square], return_tensors="pt")
     with torch.no_grad():
         ids = runtime.model.generate(**inputs, max_new_tokens=6, do_sample=False)
     expected = runtime.processor.tokenizer.decode(

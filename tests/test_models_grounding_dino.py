@@ -40,14 +40,19 @@ def test_caption_and_phrase_tokens() -> None:
 
 def test_default_checkpoint_answers_input_size_without_weights() -> None:
     model = GroundingDinoSearchModel()
-    assert model.input_size == 1333
+    assert model.input_size == 1067  # 800 x 4/3: what a 4:3 view becomes, not the 1333 cap
     assert model._model is None
 
 
 def test_loads_and_implements_the_protocol(gdino: GroundingDinoSearchModel) -> None:
     assert isinstance(gdino, SearchModel)
-    assert gdino.input_size == 96  # the tiny processor's longest edge
+    # the tiny processor (shortest 64, longest 96) makes a 4:3 view 85x64
+    assert gdino.input_size == 85
     assert gdino.thresholds == GROUNDING_DINO_THRESHOLDS
+    processed = gdino._processor.image_processor(
+        images=[Image.new("RGB", (400, 300))], return_tensors="pt"
+    )
+    assert processed["pixel_values"].shape[-1] == gdino.input_size
 
 
 def test_shapes_geometry_and_heatmap_grid(gdino: GroundingDinoSearchModel) -> None:

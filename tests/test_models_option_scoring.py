@@ -50,7 +50,7 @@ def test_kv_cached_scores_equal_full_recomputation(
 
 
 def test_scores_are_mean_token_losses(llava_dir: Path) -> None:  # noqa: F811
-    """Check one option by hand: mean NLL of its tokens after the prompt."""
+    """Check one option by hand: mean NLL of its tokens and the end of turn."""
     model = TransformersChatModel(model_id=str(llava_dir))
     runtime = model.runtime()
     score = score_options(model, "Is it red?", ["yes"])[0]
@@ -59,7 +59,9 @@ def test_scores_are_mean_token_losses(llava_dir: Path) -> None:  # noqa: F811
         add_generation_prompt=True,
     )
     prompt_ids = runtime.processor(text=[prompt], return_tensors="pt")["input_ids"]
-    option_ids = runtime.processor.tokenizer("yes", add_special_tokens=False)["input_ids"]
+    tokenizer = runtime.processor.tokenizer
+    option_ids = tokenizer("yes", add_special_tokens=False)["input_ids"]
+    option_ids.append(tokenizer.eos_token_id)  # llava-hf's template ends no turn: EOS
     ids = torch.cat([prompt_ids, torch.tensor([option_ids])], dim=1)
     with torch.no_grad():
         logits = runtime.model(input_ids=ids).logits[0].float()
@@ -91,4 +93,26 @@ def test_chat_model_scores_options_as_the_graph_expects(llava_dir: Path) -> None
     assert isinstance(model, OptionScorer)
     assert model.score_options(_question(2), OPTIONS) == pytest.approx(
         score_options(model, _question(2), OPTIONS), abs=1e-5
+    )
+
+
+def test_the_end_of_turn_token_is_the_templates_own(
+    llava_dir: Path,  # noqa: F811
+    qwen_dir: Path,  # noqa: F811
+) -> None:
+    from seal_agent.models.option_scoring import end_of_turn_id
+
+    qwen = TransformersChatModel(model_id=str(qwen_dir)).processor()
+    assert end_of_turn_id(qwen) == qwen.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    llava = TransformersChatModel(model_id=str(llava_dir)).processor()
+    assert end_of_turn_id(llava) == llava.tokenizer.eos_token_id
+
+
+def test_scoring_without_the_end_of_turn_differs(llava_dir: Path) -> None:  # noqa: F811
+    model = TransformersChatModel(model_id=str(llava_dir))
+    with_eot = score_options(model, _question(), OPTIONS)
+    without = score_options(model, _question(), OPTIONS, end_of_turn=False)
+    assert with_eot != pytest.approx(without, abs=1e-4)
+    assert score_options(model, _question(), OPTIONS, use_cache=False) == pytest.approx(
+        with_eot, abs=1e-4
     )

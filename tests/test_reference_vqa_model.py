@@ -220,3 +220,57 @@ def test_an_undecodable_image_is_a_chat_model_error(model):
     )
     with pytest.raises(ChatModelError, match="decode"):
         model.invoke([message])
+
+
+# -- native-resolution mode (shape-world.md, last section) ------------------------------------
+@pytest.fixture(scope="module")
+def native() -> ReferenceVQAChatModel:
+    return ReferenceVQAChatModel(resolution="native")
+
+
+def test_native_mode_sees_qwen_sized_images(native):
+    assert native.seen_size(4000, 3000) == (1148, 840)  # smart_resize within 1280 tokens
+    assert native.seen_size(36, 36) == (56, 56)  # raised to min_pixels: 4 tokens
+    assert native.seen_size(448, 448) == (448, 448)
+    profile = native.vision_profile()
+    assert profile.frame == "native"
+    assert profile.image_tokens(448, 448) == 256
+    assert ReferenceVQAChatModel().vision_profile().frame == "padded_square"
+
+
+def _crop_text(scene, target) -> str:
+    w, h = scene.image.size
+    return answer_text(
+        scene.question,
+        located=[(target.shape, target.box)],
+        absent=[],
+        unlocated=[],
+        width=w,
+        height=h,
+        options=None,
+        frame="native",
+    )
+
+
+def test_native_mode_cannot_read_a_crop_sent_as_cut(native, colour_scene):
+    target = colour_scene.targets[0]
+    w, h = colour_scene.image.size
+    crop = colour_scene.image.crop(tuple(crop_box_around(target.box, w, h, 1.2)))
+    assert max(crop.size) <= 30  # a 16-24 px target: fewer than 2 tokens as seen
+    reply = _ask(native, [_global(colour_scene.image), crop], _crop_text(colour_scene, target))
+    assert reply == f"{MISSING_OBJECTS_PREFIX} {target.shape}."
+
+
+def test_native_mode_reads_the_same_crop_enlarged_for_the_encoder(native, colour_scene):
+    target = colour_scene.targets[0]
+    w, h = colour_scene.image.size
+    crop = colour_scene.image.crop(tuple(crop_box_around(target.box, w, h, 1.2)))
+    enlarged = crop.resize((448, 448), Image.Resampling.BICUBIC)
+    reply = _ask(native, [_global(colour_scene.image), enlarged], _crop_text(colour_scene, target))
+    assert reply == f"The {target.shape} is {target.colour}."
+
+
+def test_native_mode_misses_a_small_target_in_the_global_view(native, colour_scene):
+    shape = colour_scene.targets[0].shape
+    reply = _ask(native, [colour_scene.image], colour_scene.question)
+    assert reply == f"{MISSING_OBJECTS_PREFIX} {shape}."

@@ -63,6 +63,23 @@ class DeploymentSettingError(SettingsError):
     """A per-call setting tried to change what the deployment fixed at build time."""
 
 
+class GenerationBudget(BaseModel):
+    """New-token limits per node (the chat model's own limit applies where larger).
+
+    Passed to the chat model as its provider's keyword (``max_new_tokens`` for
+    ``TransformersChatModel``, ``max_tokens`` for OpenAI/Anthropic, ``num_predict`` for
+    Ollama); other models keep their own settings.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listing: int = Field(
+        96, ge=8, description="the target list (reference sentence + up to 5 names)"
+    )
+    context_cue: int = Field(48, ge=8, description="where a target usually is, one phrase")
+    answer: int = Field(256, ge=1, description="the final answer")
+
+
 class SealConfig(BaseModel):
     """Everything a SEAL run can be told, besides the models themselves."""
 
@@ -156,6 +173,31 @@ class SealConfig(BaseModel):
     context_cue: bool = Field(
         True, description="ask the chat model where a target usually is, once per target"
     )
+    vwm_token_budget: int | None = Field(
+        None,
+        ge=64,
+        description=(
+            "visual tokens the answer's images may spend together (global image + crops); "
+            "None: the VQA model family's default (seal_agent.models.vision_tokens)"
+        ),
+    )
+    crop_sizing: Literal["encoder", "as_cut"] = Field(
+        "encoder",
+        description=(
+            "'encoder': each VWM crop is resized so the object spans enough of the VQA "
+            "encoder's patches (seal_agent.graph.vwm); 'as_cut': sent as cut (ablation)"
+        ),
+    )
+    answer_with_best_box: bool = Field(
+        False,
+        description=(
+            "show the VQA model the search's best box even when the search failed (the "
+            "reference benchmark's protocol); False writes 'not existent' instead"
+        ),
+    )
+    max_new_tokens: GenerationBudget = Field(
+        default_factory=GenerationBudget, description="new-token limits per node"
+    )
     raise_on_search_error: bool = Field(
         True,
         description=(
@@ -163,6 +205,13 @@ class SealConfig(BaseModel):
             "a checkpoint); False records the target as not found and answers anyway"
         ),
     )
+
+    @classmethod
+    def reference_protocol(cls, **overrides: Any) -> SealConfig:
+        """The reference's benchmark protocol: the ``seal`` search strategy, and the best
+        box shown to the VQA model even when a search did not succeed."""
+        search = overrides.pop("search", None) or SearchConfig(strategy="seal")
+        return cls(search=search, answer_with_best_box=True, **overrides)
 
     @property
     def crop_scale(self) -> float:
@@ -242,6 +291,7 @@ __all__ = [
     "DEPLOYMENT_FIELDS",
     "MAX_TARGETS_LIMIT",
     "DeploymentSettingError",
+    "GenerationBudget",
     "SealConfig",
     "SettingsError",
     "merge_overrides",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -28,8 +28,9 @@ from seal_agent.errors import (
     SealError,
     SearchModelError,
 )
-from seal_agent.graph import prompts
+from seal_agent.graph import prompts, vwm
 from seal_agent.graph.configuration import SealConfig, resolve_config
+from seal_agent.graph.generation import token_limit_kwargs
 from seal_agent.graph.model_calls import call_with_timeout, cap_reply
 from seal_agent.graph.parsing import (
     TargetListing,
@@ -48,6 +49,9 @@ from seal_agent.imaging.loading import (
 )
 from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search import SearchModel, SearchResult, TraceStep, VStarSearch
+
+if TYPE_CHECKING:  # seal_agent.models is imported on first use, not with the graph
+    from seal_agent.models.vision_tokens import VisionProfile
 
 T = TypeVar("T")
 
@@ -171,17 +175,35 @@ class SealNodes:
     def _image(self, ref: ImageRef, settings: SealConfig) -> tuple[ImageRef, ImagePyramid]:
         return load_image(ref, self.image_policy)
 
-    @staticmethod
-    def _global_block(ref: ImageRef, pyramid: ImagePyramid, settings: SealConfig) -> dict:
-        data = encoded_global_view(ref, pyramid, settings.vqa_image_max_side, settings.image_format)
+    def vision_profile(self) -> VisionProfile:
+        """How the VQA model sees images: frame, token cost (``models.vision_tokens``)."""
+        from seal_agent.models.vision_tokens import profile_for
+
+        return profile_for(resolve(self.vqa_model))
+
+    def _global_block(
+        self,
+        ref: ImageRef,
+        pyramid: ImagePyramid,
+        settings: SealConfig,
+        side: int | None = None,
+    ) -> dict:
+        """The global image in the VQA model's frame (square-padded for LLaVA-style ones)."""
+        full = min(settings.vqa_image_max_side, max(pyramid.width, pyramid.height))
+        side = min(side or full, full)
+        profile = self.vision_profile()
+        if profile.frame == "native" and side == full:  # the view shared with other nodes
+            data = encoded_global_view(ref, pyramid, side, settings.image_format)
+        else:
+            data = vwm.encoded_frame_view(ref, pyramid, side, settings.image_format, profile)
         return image_block(data, settings.image_format)
 
-    def _chat(self, messages: list[BaseMessage], doing: str) -> str:
+    def _chat(self, messages: list[BaseMessage], doing: str, max_tokens: int | None = None) -> str:
         """The chat model's reply text; any failure becomes a ``ChatModelError``."""
         model = resolve(self.vqa_model)
         try:
             reply = call_with_timeout(
-                lambda: model.invoke(messages),
+                lambda: model.invoke(messages, **token_limit_kwargs(model, max_tokens)),
                 self.config.chat_timeout_s,
                 doing=doing,
                 model=model_name(model),
@@ -297,7 +319,9 @@ class SealNodes:
         listing = self._structured_listing(messages) if settings.structured_listing else None
         reply = None
         if listing is None:
-            reply = self._chat(messages, "listing the objects to search for")
+            reply = self._chat(
+                messages, "listing the objects to search for", settings.max_new_tokens.listing
+            )
             listing = parse_target_listing(reply)
         warnings: list[str] = []
         targets: list[str] = []
@@ -426,7 +450,11 @@ class SealNodes:
                     encode_image(view, settings.image_format), settings.image_format
                 )
             message = HumanMessage(content=[shown, {"type": "text", "text": question}])
-            reply = self._chat([message], f"asking where the {target} usually is")
+            reply = self._chat(
+                [message],
+                f"asking where the {target} usually is",
+                settings.max_new_tokens.context_cue,
+            )
             phrase = parse_context_cue(reply, target)
             emit({"event": "context_cue", "target": target, "phrase": phrase, "reply": reply})
             return phrase
@@ -443,17 +471,20 @@ class SealNodes:
         direct = state.get("direct_answer")
         warnings: list[str] = []
         choice: int | None = None
+        plan: vwm.VwmPlan | None = None
         if direct and not options and not targets:
             reply = direct
         elif options and self._scores_options(settings):
-            messages: list[BaseMessage] = [
-                HumanMessage(content=self._vwm_content(state, settings, targets, None))
-            ]
-            choice = self._pick_by_likelihood(messages, options)
+            content, plan, warnings = self._vwm_content(state, settings, targets, None)
+            choice = self._pick_by_likelihood([HumanMessage(content=content)], options)
             reply = options[choice]
         else:
-            content = self._vwm_content(state, settings, targets, options)
-            reply = self._chat([HumanMessage(content=content)], "answering the question").strip()
+            content, plan, warnings = self._vwm_content(state, settings, targets, options)
+            reply = self._chat(
+                [HumanMessage(content=content)],
+                "answering the question",
+                settings.max_new_tokens.answer,
+            ).strip()
             if not reply:
                 raise ChatModelError(
                     f"the VQA chat model {model_name(resolve(self.vqa_model))} returned an "
@@ -463,6 +494,9 @@ class SealNodes:
             if options and choice is None:
                 warnings.append(f"could not read an option letter from the answer {reply!r:.120}")
         event: Event = {"event": "answered", "answer": reply, "choice": choice}
+        if plan is not None:
+            event["visual_tokens"] = plan.total_tokens
+            event["visual_token_budget"] = plan.budget
         _emitter()(event)
         return {"answer": reply, "choice": choice, "warnings": warnings, "events": [event]}
 
@@ -507,8 +541,9 @@ class SealNodes:
         settings: SealConfig,
         targets: list[str],
         options: list[str] | None,
-    ) -> list[str | dict[Any, Any]]:
-        """The final prompt's content blocks: the VWM, the question, the options if any."""
+    ) -> tuple[list[str | dict[Any, Any]], vwm.VwmPlan, list[str]]:
+        """The final prompt's content blocks (the VWM, the question, the options), the
+        token plan of its images, and warnings (crops left out by the budget)."""
         ref, pyramid = self._image(state["image"], settings)
         searches = state.get("searches") or {}
         located: list[tuple[str, Box]] = []
@@ -521,16 +556,46 @@ class SealNodes:
             elif outcome["found"] and outcome["box"] is not None:
                 boxes = [i["box"] for i in outcome["instances"]] or [outcome["box"]]
                 located.extend((target, Box(*b)) for b in boxes[:3])
+            elif (
+                settings.answer_with_best_box
+                and outcome["box"] is not None
+                and outcome["stop_reason"] != "model_error"
+            ):  # the reference benchmark shows its best guess even for a failed search
+                located.append((target, Box(*outcome["box"])))
             elif outcome["stop_reason"] in ("budget", "deadline", "model_error"):
                 unlocated.append((target, outcome["message"]))
             else:
                 absent.append(target)
+        profile = self.vision_profile()
+        regions = [self._crop_region(pyramid, box, settings) for _, box in located]
+        budget = settings.vwm_token_budget or profile.default_budget
+        plan = vwm.plan_vwm(
+            profile,
+            pyramid.width,
+            pyramid.height,
+            regions,
+            budget,
+            settings.vqa_image_max_side,
+            settings.crop_sizing,
+        )
+        # Crops over a fixed-cost encoder's budget are not shown; their objects keep their
+        # location line, after those whose crops follow the global image in order.
+        order = sorted(range(len(located)), key=lambda i: not plan.crops[i].shown)
+        located = [located[i] for i in order]
+        shown = [plan.crops[i] for i in order if plan.crops[i].shown]
+        warnings = [
+            f"the visual-token budget ({budget}) leaves no crop for {located[k][0]!r}; "
+            "only its location is given"
+            for k in range(len(shown), len(located))
+        ]
         content: list[str | dict[Any, Any]] = []
-        if located:
+        if shown:
             content.append({"type": "text", "text": prompts.CROPS_CAPTION})
-        content.append(self._global_block(ref, pyramid, settings))
-        for _, box in located:
-            content.append(image_block(self._crop(pyramid, box, settings), settings.image_format))
+        content.append(self._global_block(ref, pyramid, settings, max(plan.global_size)))
+        for crop in shown:
+            content.append(
+                image_block(self._crop(pyramid, crop, profile, settings), settings.image_format)
+            )
         text = prompts.answer_text(
             state["question"],
             located=located,
@@ -539,21 +604,27 @@ class SealNodes:
             width=pyramid.width,
             height=pyramid.height,
             options=options,
+            frame=profile.frame,
         )
         content.append({"type": "text", "text": text})
-        return content
+        return content, plan, warnings
 
     @staticmethod
-    def _crop(pyramid: ImagePyramid, box: Box, settings: SealConfig) -> str:
-        """The VWM crop (``crop_scale`` x the box), cut on demand and encoded."""
+    def _crop_region(pyramid: ImagePyramid, box: Box, settings: SealConfig) -> Box:
+        """The VWM crop's region: ``crop_scale`` x the box, clipped to the image."""
         region = crop_box_around(box, pyramid.width, pyramid.height, settings.crop_scale)
         if region.is_empty:
             region = Box(*box).round_out().clip(pyramid.width, pyramid.height)
-        if max(region.width, region.height) > settings.vqa_image_max_side:
-            crop, _ = pyramid.view(region, settings.vqa_image_max_side)
-        else:
-            crop = pyramid.crop(region)
-        return encode_image(crop, settings.image_format)
+        return region
+
+    @staticmethod
+    def _crop(
+        pyramid: ImagePyramid, crop: vwm.CropPlan, profile: VisionProfile, settings: SealConfig
+    ) -> str:
+        """The VWM crop at its planned size (``graph.vwm``), in the model's frame, encoded."""
+        assert crop.size is not None
+        image = vwm.for_frame(vwm.crop_image(pyramid, crop.region, crop.size), profile)
+        return encode_image(image, settings.image_format)
 
     # -- routing -------------------------------------------------------------------------
     @staticmethod

@@ -2,8 +2,10 @@
 
 The reference (SEAL) phrasings are kept verbatim where a model may have been trained on
 them: the missing-objects answer, the contextual-cue question and the VWM's location
-lines. Coordinates in the location lines are normalised to [0, 1] in the frame of the
-global image padded to a square (as LLaVA's ``expand2square`` sees it).
+lines. Coordinates in the location lines are normalised to [0, 1] in the frame the VQA
+model sees the global image in (``seal_agent.imaging.frames``): the image itself for
+native-aspect encoders (Qwen2.5-VL, API models), the image padded to a square for
+LLaVA-style ones (the reference's ``expand2square``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 
+from seal_agent.imaging.frames import Frame, frame_location
 from seal_agent.imaging.geometry import Box
 
 #: The reference VQA model's answer when it needs a search (exact text).
@@ -69,24 +72,19 @@ def padded_square_location(box: Box, width: int, height: int) -> tuple[float, ..
     The reference pads the global image to a square before the VQA model sees it and
     states locations in that frame; the offsets are integer, as ``expand2square``'s.
     """
-    side = max(width, height)
-    left, top = (side - width) // 2, (side - height) // 2
-    return tuple(
-        min(1.0, max(0.0, v))
-        for v in (
-            (box.x1 + left) / side,
-            (box.y1 + top) / side,
-            (box.x2 + left) / side,
-            (box.y2 + top) / side,
-        )
-    )
+    return frame_location(box, width, height, "padded_square")
 
 
-def focus_text(located: Sequence[tuple[str, Box]], width: int, height: int) -> str:
+def focus_text(
+    located: Sequence[tuple[str, Box]],
+    width: int,
+    height: int,
+    frame: Frame = "padded_square",
+) -> str:
     """The reference's VWM line: ``Additional visual information to focus on: ...``."""
     parts = []
     for name, box in located:
-        x1, y1, x2, y2 = padded_square_location(box, width, height)
+        x1, y1, x2, y2 = frame_location(box, width, height, frame)
         parts.append(LOCATION_LINE.format(name=name, x1=x1, y1=y1, x2=x2, y2=y2))
     return FOCUS_PREFIX + "; ".join(parts) + "."
 
@@ -100,11 +98,15 @@ def answer_text(
     width: int,
     height: int,
     options: Sequence[str] | None,
+    frame: Frame = "padded_square",
 ) -> str:
-    """The final prompt: VWM lines, the question, then lettered options if any."""
+    """The final prompt: VWM lines, the question, then lettered options if any.
+
+    ``frame`` is the frame the model sees the global image in (coordinates follow it).
+    """
     lines: list[str] = []
     if located:
-        lines.append(focus_text(located, width, height))
+        lines.append(focus_text(located, width, height, frame))
     lines.extend(NOT_FOUND_LINE.format(target=t) for t in absent)
     lines.extend(NOT_SEARCHED_LINE.format(target=t, reason=r) for t, r in unlocated)
     lines.append(question)

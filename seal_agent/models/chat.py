@@ -31,6 +31,8 @@ from seal_agent.models.content import to_conversation
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VQA_MODEL_ID
 from seal_agent.models.devices import resolve_device, resolve_dtype
 from seal_agent.models.loading import load_or_raise
+from seal_agent.models.processor_vision import limit_pixels, prepare_images, processor_profile
+from seal_agent.models.vision_tokens import VisionProfile
 
 
 class GenerationSettings(BaseModel):
@@ -43,15 +45,21 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(1.0, gt=0, description="sampling temperature (do_sample only)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass (do_sample only)")
     top_k: int | None = Field(None, ge=1, description="top-k sampling (do_sample only)")
-    repetition_penalty: float = Field(1.0, gt=0)
+    repetition_penalty: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "always passed to generate, so it overrides the checkpoint's generation_config "
+            "(Qwen2.5-VL-Instruct ships 1.05, which would apply silently otherwise)"
+        ),
+    )
 
     def generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "do_sample": self.do_sample,
+            "repetition_penalty": self.repetition_penalty,
         }
-        if self.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = self.repetition_penalty
         if self.do_sample:
             kwargs["temperature"] = self.temperature
             kwargs["top_p"] = self.top_p
@@ -119,6 +127,9 @@ class TransformersChatModel(BaseChatModel):
 
     _runtime: ChatRuntime | None = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _processor: Any = PrivateAttr(default=None)
+    _processor_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _profile: VisionProfile | None = PrivateAttr(default=None)
 
     # -- LangChain ---------------------------------------------------------------------
     @property
@@ -152,7 +163,7 @@ class TransformersChatModel(BaseChatModel):
         )
         runtime = self.runtime()
         conversation, images = to_conversation(messages)
-        images = [limit_pixels(image, self.max_image_pixels) for image in images]
+        images = self.prepare_images(images)
         inputs = encode_prompt(runtime, conversation, images, add_generation_prompt=True)
         generate_kwargs = settings.generate_kwargs()
         tokenizer = runtime.processor.tokenizer
@@ -185,21 +196,44 @@ class TransformersChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def score_options(
-        self, messages: str | Sequence[BaseMessage], options: Sequence[str]
+        self,
+        messages: str | Sequence[BaseMessage],
+        options: Sequence[str],
+        *,
+        end_of_turn: bool = True,
     ) -> list[float]:
-        """Mean token loss of each option after ``messages`` (lower = likelier).
+        """Mean token loss of each option, end-of-turn token included (lower = likelier).
 
         The paper's likelihood scoring of multiple-choice answers; the graph's answer node
         and the evaluation harness use it when ``option_scoring`` asks for it.
         """
         from seal_agent.models.option_scoring import score_options
 
-        return score_options(self, messages, options)
+        return score_options(self, messages, options, end_of_turn=end_of_turn)
+
+    # -- images --------------------------------------------------------------------------
+    def prepare_images(self, images: list[Image.Image]) -> list[Image.Image]:
+        """Pixel-limited and, for processors that centre-crop (LLaVA), padded to a square."""
+        return prepare_images(images, self.processor(), self.max_image_pixels)
+
+    def vision_profile(self) -> VisionProfile:
+        """Frame and token cost per image, from the processor (the weights stay unloaded)."""
+        if self._profile is None:
+            self._profile = processor_profile(self.processor(), self.max_image_pixels)
+        return self._profile
 
     # -- loading -------------------------------------------------------------------------
     @property
     def is_loaded(self) -> bool:
         return self._runtime is not None
+
+    def processor(self) -> Any:
+        """The processor alone (loaded on first use; cheap, no weights)."""
+        if self._processor is None:
+            with self._processor_lock:
+                if self._processor is None:
+                    self._processor = load_processor(self.model_id, **self.processor_kwargs)
+        return self._processor
 
     def runtime(self) -> ChatRuntime:
         """The loaded model and processor (loaded here on first use, once)."""
@@ -214,7 +248,7 @@ class TransformersChatModel(BaseChatModel):
 
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
-        processor = load_processor(self.model_id, **self.processor_kwargs)
+        processor = self.processor()
         model: Any = load_or_raise(
             "the VQA model",
             self.model_id,
@@ -250,15 +284,6 @@ class TransformersChatModel(BaseChatModel):
 
 
 # -- helpers shared with option scoring -------------------------------------------------------
-def limit_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
-    """Downscale (aspect kept) so the image has at most ``max_pixels`` pixels."""
-    if max_pixels is None or image.width * image.height <= max_pixels:
-        return image
-    scale = (max_pixels / (image.width * image.height)) ** 0.5
-    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
-
-
 def encode_prompt(
     runtime: ChatRuntime,
     conversation: list[dict[str, Any]],

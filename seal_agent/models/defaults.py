@@ -4,7 +4,7 @@ VQA model: ``Qwen/Qwen2.5-VL-7B-Instruct``.
 
 * Quality for the job. SEAL's VQA model must (a) answer when the evidence is visible,
   (b) say which objects it cannot make out, and (c) read the crops the search brings
-  back. The paper's LLaVA-1.5-7B sees a fixed 336x336 squash of the image, which is
+  back. The paper's LLaVA-1.5-7B sees every image padded to a square at 336x336, which is
   exactly why it scores 48.7 on V*Bench (near chance on the spatial subset). Qwen2.5-VL
   reads images at their native aspect ratio and (bounded) resolution, so crops and the
   global view lose far less, and later papers report it around 75-79 on V*Bench

@@ -99,15 +99,24 @@ def phrase_token_indices(
     return indices
 
 
+def effective_input_size(shortest: int | None, longest: int | None, aspect: float = 4 / 3) -> int:
+    """Longer side the model sees for a view of ``aspect`` (4:3, a camera's) after the
+    processor's resize (shorter side to ``shortest``, longer side capped at ``longest``)."""
+    if shortest and longest:
+        return min(int(longest), round(int(shortest) * aspect))
+    return int(longest or (round(int(shortest) * aspect) if shortest else 1067))
+
+
 class GroundingDinoSearchModel(TransformersSearchModel):
     """Grounding DINO (``IDEA-Research/grounding-dino-tiny`` by default) as a ``SearchModel``."""
 
     default_thresholds = GROUNDING_DINO_THRESHOLDS
-    # The processor's longest edge (shorter side 800, longer at most 1333): a view this
-    # large loses no detail before the model.
+    # What the processor really gives the model (shorter side 800, longer at most 1333):
+    # a 4:3 view is resized to 1067x800, so 1067, not 1333, is the longer side it sees
+    # (``effective_input_size``); the leaf rule would otherwise overrate views by 25 %.
     known_input_sizes = {  # noqa: RUF012
-        DEFAULT_GROUNDING_DINO_MODEL_ID: 1333,
-        "IDEA-Research/grounding-dino-base": 1333,
+        DEFAULT_GROUNDING_DINO_MODEL_ID: 1067,
+        "IDEA-Research/grounding-dino-base": 1067,
     }
 
     def __init__(
@@ -175,7 +184,7 @@ class GroundingDinoSearchModel(TransformersSearchModel):
         size = processor.image_processor.size
         longest = size.get("longest_edge") if hasattr(size, "get") else None
         shortest = size.get("shortest_edge") if hasattr(size, "get") else None
-        self._input_size = int(longest or shortest or 1333)
+        self._input_size = effective_input_size(shortest, longest)
         # The encoder's feature-level shapes are not in the model output; the heatmap needs
         # them to un-flatten the per-location logits. Captured under the forward lock.
         self._model.model.encoder.register_forward_pre_hook(self._capture_shapes, with_kwargs=True)

@@ -1,8 +1,10 @@
 """Multiple-choice answering by likelihood: the paper's scoring of open models on V*Bench.
 
 For each option, the mean negative log-likelihood of its tokens given the prompt (the
-chat-formatted question with its images, up to the start of the assistant's turn);
-the option with the lowest loss is the model's answer. This avoids both parsing a
+chat-formatted question with its images, up to the start of the assistant's turn),
+followed by the end-of-turn token, as the reference scores them: an option that is
+only the start of a longer answer ("red" before "reddish brown") is not rewarded for
+it. The option with the lowest loss is the model's answer. This avoids both parsing a
 free-form answer and the letter-position bias of shuffled lettered options.
 
 Cost: the prompt (hundreds to thousands of image tokens) is run once with
@@ -24,7 +26,6 @@ from seal_agent.models.chat import (
     ChatRuntime,
     TransformersChatModel,
     encode_prompt,
-    limit_pixels,
 )
 from seal_agent.models.content import to_conversation
 
@@ -35,12 +36,14 @@ def score_options(
     options: Sequence[str],
     *,
     use_cache: bool = True,
+    end_of_turn: bool = True,
 ) -> list[float]:
     """Mean token loss of each option after ``prompt`` (lower = more likely), in order.
 
     ``prompt`` is a question string or LangChain messages (with image blocks).
     ``use_cache=False`` recomputes the prompt for every option (the reference
-    computation the cached path is tested against).
+    computation the cached path is tested against). ``end_of_turn`` appends the chat
+    template's end-of-turn token to every option (the reference's scoring).
     """
     if isinstance(options, str) or not options:
         raise InvalidQuestionError("options must be a non-empty list of strings")
@@ -50,12 +53,15 @@ def score_options(
     messages = [HumanMessage(content=prompt)] if isinstance(prompt, str) else list(prompt)
     runtime = model.runtime()
     conversation, images = to_conversation(messages)
-    images = [limit_pixels(image, model.max_image_pixels) for image in images]
+    images = model.prepare_images(images)
     inputs = encode_prompt(runtime, conversation, images, add_generation_prompt=True)
     tokenizer = runtime.processor.tokenizer
     option_ids = [tokenizer(option, add_special_tokens=False)["input_ids"] for option in options]
     if any(not ids for ids in option_ids):
         raise InvalidQuestionError("an option encodes to no tokens")
+    if end_of_turn:
+        eot = end_of_turn_id(runtime.processor)
+        option_ids = [[*ids, eot] for ids in option_ids]
     import torch
 
     try:
@@ -65,6 +71,35 @@ def score_options(
             return _scores_without_cache(runtime, inputs, option_ids)
     except RuntimeError as exc:
         raise ChatModelError(f"{model.model_id} failed to score options: {exc}") from exc
+
+
+_EOT_MARK = "SEALOPTIONMARK"
+
+
+def end_of_turn_id(processor: Any) -> int:
+    """The token that ends the assistant's turn in the processor's chat template.
+
+    Rendered, not guessed: the first special token the template writes after an
+    assistant reply (``<|im_end|>`` for Qwen); templates that write none (llava-hf's)
+    end the turn with the tokenizer's EOS (``</s>``, LLaVA-1.5's conversation separator).
+    """
+    tokenizer = processor.tokenizer
+    conversation = [
+        {"role": "user", "content": [{"type": "text", "text": "q"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": _EOT_MARK}]},
+    ]
+    try:
+        rendered = processor.apply_chat_template(conversation, tokenize=False)
+    except Exception:  # a template without assistant turns: fall back to EOS
+        rendered = ""
+    tail = rendered.split(_EOT_MARK, 1)[1] if _EOT_MARK in rendered else ""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for token_id in tokenizer(tail.strip(), add_special_tokens=False)["input_ids"][:2]:
+        if token_id in special:
+            return int(token_id)
+    if tokenizer.eos_token_id is None:
+        raise ChatModelError("the tokenizer has no end-of-turn or EOS token to score with")
+    return int(tokenizer.eos_token_id)
 
 
 def best_option(

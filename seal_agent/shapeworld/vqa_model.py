@@ -9,6 +9,18 @@ in the global view and plain in a crop. It answers the two shape-world question 
 objects in the reference's exact words otherwise, and names "table" as the likely place
 of a target when it sees tables. Asked to pick a lettered option it cannot resolve, it
 guesses (deterministically from the prompt), as real models do.
+
+Two ways of seeing (``resolution``), as in ../shared/shape-world.md:
+
+* ``"fixed"`` (default, a LLaVA-1.5 stand-in): every image at longer side ``input_size``
+  (336), in the padded-square frame, 576 tokens per image whatever its size.
+* ``"native"`` (a Qwen2.5-VL stand-in): every image at its own pixel size, rescaled only
+  to stay within [``min_pixels``, ``max_pixels``] and rounded to 28 px (Qwen's
+  ``smart_resize``), i.e. in visual tokens of 28x28 px as seen. A shape must span about
+  ``native_min_tokens`` (2) tokens, 56 px as seen, to be made out: the perception
+  looks at the rescaled image with its acuity (``acuity_px`` model px) mapped onto that
+  many tokens. A 36 px crop of a 30 px target becomes 56x56 px (4 tokens) and shows the
+  target at 47 px, too few; the same crop enlarged to 448 px shows it at 373 px.
 """
 
 from __future__ import annotations
@@ -19,8 +31,8 @@ import io
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -30,9 +42,22 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field, PrivateAttr
 
 from seal_agent.errors import ChatModelError
-from seal_agent.graph.prompts import MISSING_OBJECTS_PREFIX, padded_square_location
+from seal_agent.graph.prompts import MISSING_OBJECTS_PREFIX
+from seal_agent.imaging.frames import frame_location
 from seal_agent.imaging.geometry import Box
+from seal_agent.models.vision_tokens import (
+    NATIVE_CROP_SIDE,
+    QWEN_MAX_PIXELS,
+    QWEN_MIN_PIXELS,
+    VisionProfile,
+    qwen_tokens,
+    smart_resize,
+)
 from seal_agent.shapeworld.perception import PerceivedObject, Perception, parse_phrase, perceive
+from seal_agent.shapeworld.perception.config import DEFAULT_CONFIG
+
+#: One visual token of a Qwen2-VL-style encoder: 14 px patches merged 2x2.
+TOKEN_PX = 28
 
 _CONTEXT_QUESTION = re.compile(r"most likely location of the (?P<target>.+?) in the image", re.I)
 _COLOUR_QUESTION = re.compile(r"colou?r of the (?P<object>[\w\s-]+?)\s*\?", re.I)
@@ -81,20 +106,23 @@ class _PerceptionCache:
     listing, every context-cue question and the answer. Same pixels, same perception."""
 
     def __init__(self, size: int = 32) -> None:
-        self._entries: OrderedDict[tuple[str, int], tuple[tuple[int, int], Perception]] = (
+        self._entries: OrderedDict[tuple[str, str], tuple[tuple[int, int], Perception]] = (
             OrderedDict()
         )
         self._lock = threading.Lock()
         self._size = size
 
-    def get(self, data: str, input_size: int) -> tuple[tuple[int, int], Perception]:
-        key = (hashlib.sha1(data.encode("ascii", "ignore")).hexdigest(), input_size)
+    def get(
+        self, data: str, input_size: Callable[[int, int], int], mode: str
+    ) -> tuple[tuple[int, int], Perception]:
+        """The perception of an image seen at ``input_size(width, height)`` model px."""
+        key = (hashlib.sha1(data.encode("ascii", "ignore")).hexdigest(), mode)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
         image = _decode(data)
-        value = (image.size, perceive(image, input_size))
+        value = (image.size, perceive(image, input_size(image.width, image.height)))
         with self._lock:
             self._entries[key] = value
             while len(self._entries) > self._size:
@@ -126,7 +154,18 @@ class _Seen:
 class ReferenceVQAChatModel(BaseChatModel):
     """Pixel-honest stand-in for a multimodal LLM in shape world (see module docstring)."""
 
-    input_size: int = Field(336, ge=8, description="longer side the model sees each image at")
+    input_size: int = Field(
+        336, ge=8, description="fixed mode: longer side the model sees each image at"
+    )
+    resolution: Literal["fixed", "native"] = Field(
+        "fixed",
+        description="'fixed': every image at input_size; 'native': at its own size (Qwen-style)",
+    )
+    min_pixels: int = Field(QWEN_MIN_PIXELS, ge=TOKEN_PX * TOKEN_PX, description="native mode")
+    max_pixels: int = Field(QWEN_MAX_PIXELS, ge=TOKEN_PX * TOKEN_PX, description="native mode")
+    native_min_tokens: float = Field(
+        2.0, gt=0, description="native mode: tokens a shape must span to be half-resolvable"
+    )
     resolve_threshold: float = Field(
         0.5, gt=0, lt=1, description="confidence above which a shape counts as made out"
     )
@@ -138,7 +177,59 @@ class ReferenceVQAChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"input_size": self.input_size, "resolve_threshold": self.resolve_threshold}
+        return {
+            "input_size": self.input_size,
+            "resolution": self.resolution,
+            "resolve_threshold": self.resolve_threshold,
+        }
+
+    # -- how it sees ---------------------------------------------------------------------
+    def seen_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of an image as the encoder sees it."""
+        if self.resolution == "native":
+            h, w = smart_resize(height, width, TOKEN_PX, self.min_pixels, self.max_pixels)
+            return w, h
+        scale = self.input_size / max(width, height)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def perception_size(self, width: int, height: int) -> int:
+        """The perception's ``input_size`` for an image: in native mode, the seen image
+        scaled so that ``native_min_tokens`` tokens are the perception's acuity."""
+        if self.resolution == "fixed":
+            return self.input_size
+        seen = max(self.seen_size(width, height))
+        scale = DEFAULT_CONFIG.acuity_px / (self.native_min_tokens * TOKEN_PX)
+        return max(8, round(seen * scale))
+
+    def _mode_key(self) -> str:
+        return (
+            f"{self.resolution}:{self.input_size}:{self.min_pixels}:{self.max_pixels}:"
+            f"{self.native_min_tokens}"
+        )
+
+    def vision_profile(self) -> VisionProfile:
+        """Frame and token cost, as for the real model each mode stands in for."""
+        if self.resolution == "native":
+
+            def tokens(width: int, height: int) -> int:
+                return qwen_tokens(
+                    width, height, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+                )
+
+            return VisionProfile("shapeworld-native", "native", NATIVE_CROP_SIDE, tokens, 2048)
+        per_image = (self.input_size // 14) ** 2  # a ViT-L/14 at input_size, like LLaVA
+
+        def fixed(width: int, height: int) -> int:
+            return per_image
+
+        return VisionProfile(
+            "shapeworld-fixed",
+            "padded_square",
+            self.input_size,
+            fixed,
+            6 * per_image,
+            fixed_cost=True,
+        )
 
     def _generate(
         self,
@@ -157,7 +248,9 @@ class ReferenceVQAChatModel(BaseChatModel):
             if isinstance(message.content, list):
                 for block in message.content:
                     if isinstance(block, dict) and (data := _image_data(block)) is not None:
-                        size, perception = self._perceptions.get(data, self.input_size)
+                        size, perception = self._perceptions.get(
+                            data, self.perception_size, self._mode_key()
+                        )
                         images.append(_Seen(size, perception, is_crop=bool(images)))
         humans = [m for m in messages if isinstance(m, HumanMessage)]
         text = humans[-1].text if humans else ""
@@ -199,8 +292,8 @@ class ReferenceVQAChatModel(BaseChatModel):
     def _positions(
         self, text: str, images: Sequence[_Seen], names: Sequence[str]
     ) -> dict[str, float]:
-        """Horizontal centre of each named object in the padded-square frame of the
-        global image, where the model can see the object (in a crop or the global view).
+        """Horizontal centre of each named object in the frame the model sees the global
+        image in, where it can see the object (in a crop or the global view).
         """
         located: dict[str, float] = {}
         entries = list(_LOCATION.finditer(text))
@@ -230,7 +323,8 @@ class ReferenceVQAChatModel(BaseChatModel):
                     continue
                 matches = self._matches(name, images[0])
                 if matches:
-                    x1, _, x2, _ = padded_square_location(Box(*matches[0].box), width, height)
+                    frame = self.vision_profile().frame
+                    x1, _, x2, _ = frame_location(Box(*matches[0].box), width, height, frame)
                     located[name] = (x1 + x2) / 2
         return located
 
