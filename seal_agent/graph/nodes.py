@@ -30,9 +30,11 @@ from seal_agent.errors import (
 from seal_agent.graph import prompts
 from seal_agent.graph.configuration import SealConfig, resolve_config
 from seal_agent.graph.parsing import (
+    CuedTargetListing,
     TargetListing,
     normalise_targets,
     parse_context_cue,
+    parse_cued_target_listing,
     parse_option_choice,
     parse_target_listing,
 )
@@ -195,20 +197,25 @@ class SealNodes:
             )
         return reply.text
 
-    def _structured_listing(self, messages: list[BaseMessage]) -> TargetListing | None:
+    def _structured_listing(
+        self,
+        messages: list[BaseMessage],
+        schema: type[TargetListing] | type[CuedTargetListing] = TargetListing,
+        instruction_text: str = prompts.STRUCTURED_LISTING_INSTRUCTION,
+    ) -> Any:
         """The listing via ``with_structured_output``; None where unsupported or unreadable."""
         model = resolve(self.vqa_model)
         try:
-            structured = model.with_structured_output(TargetListing, include_raw=True)
+            structured = model.with_structured_output(schema, include_raw=True)
         except (NotImplementedError, AttributeError, TypeError, ValueError):
             return None
-        instruction = SystemMessage(prompts.STRUCTURED_LISTING_INSTRUCTION)
+        instruction = SystemMessage(instruction_text)
         try:
             out = structured.invoke([*messages, instruction])
         except Exception:  # a provider refusing tools with images: the text path decides
             return None
         parsed = out.get("parsed") if isinstance(out, dict) else out
-        return parsed if isinstance(parsed, TargetListing) else None
+        return parsed if isinstance(parsed, TargetListing | CuedTargetListing) else None
 
     # -- nodes ---------------------------------------------------------------------------
     def prepare(
@@ -241,6 +248,7 @@ class SealNodes:
             "question": question.strip(),
             "options": options,
             "direct_answer": None,
+            "target_cues": None,
             "searches": Overwrite({}),
             "warnings": Overwrite([]),
         }
@@ -268,8 +276,10 @@ class SealNodes:
         """Ask the VQA model to answer from the global image, or to name what is missing."""
         settings = self.settings(runtime, config)
         ref, pyramid = self._image(state["image"], settings)
+        cued = self._lists_cues(settings)
+        system = prompts.CUED_LISTING_SYSTEM_PROMPT if cued else prompts.LISTING_SYSTEM_PROMPT
         messages: list[BaseMessage] = [
-            SystemMessage(prompts.LISTING_SYSTEM_PROMPT.format(max_targets=settings.max_targets)),
+            SystemMessage(system.format(max_targets=settings.max_targets)),
             HumanMessage(
                 content=[
                     self._global_block(ref, pyramid, settings),
@@ -277,11 +287,15 @@ class SealNodes:
                 ]
             ),
         ]
-        listing = self._structured_listing(messages) if settings.structured_listing else None
-        reply = None
-        if listing is None:
-            reply = self._chat(messages, "listing the objects to search for")
-            listing = parse_target_listing(reply)
+        cues: dict[str, str | None] | None = None
+        if cued:
+            listing, reply, cues = self._cued_listing(messages, settings)
+        else:
+            listing = self._structured_listing(messages) if settings.structured_listing else None
+            reply = None
+            if listing is None:
+                reply = self._chat(messages, "listing the objects to search for")
+                listing = parse_target_listing(reply)
         warnings: list[str] = []
         targets: list[str] = []
         direct_answer = None
@@ -302,6 +316,10 @@ class SealNodes:
         else:
             warnings.append("the VQA model gave neither an answer nor a target list")
         event: Event = {"event": "targets_listed", "targets": targets}
+        target_cues = None
+        if cues is not None:
+            target_cues = {t: cues.get(t.lower()) for t in targets}
+            event["cues"] = target_cues
         if direct_answer is not None:
             event["direct_answer"] = direct_answer
         if warnings:
@@ -310,10 +328,48 @@ class SealNodes:
         return {
             "targets": targets,
             "target_source": "listing",
+            "target_cues": target_cues,
             "direct_answer": direct_answer,
             "warnings": warnings,
             "events": [event],
         }
+
+    # -- the cued listing (issue 12: one call lists targets and their cues) ---------------
+    @staticmethod
+    def _lists_cues(settings: SealConfig) -> bool:
+        """The default path lists cues with the targets; ``seal`` keeps the reference's
+        calls (a plain listing, then one cue question per target)."""
+        return settings.context_cue and settings.search.strategy != "seal"
+
+    def _cued_listing(
+        self, messages: list[BaseMessage], settings: SealConfig
+    ) -> tuple[TargetListing | None, str | None, dict[str, str | None] | None]:
+        """(listing, the text reply if one was read, cue per lower-cased target)."""
+        if settings.structured_listing:
+            parsed = self._structured_listing(
+                messages, CuedTargetListing, prompts.STRUCTURED_CUED_LISTING_INSTRUCTION
+            )
+            if isinstance(parsed, CuedTargetListing):
+                return parsed.to_listing(), None, parsed.cues()
+            if isinstance(parsed, TargetListing):
+                return parsed, None, {}
+        reply = self._chat(messages, "listing the objects to search for")
+        cued = parse_cued_target_listing(reply)
+        if cued is None:
+            return None, reply, None
+        return cued.to_listing(), reply, cued.cues()
+
+    def _listed_cue(
+        self, task: SearchTask, emit: Callable[[Event], None]
+    ) -> Callable[[str], str | None]:
+        """The search's contextual cue from the listing: no extra chat call."""
+        phrase = task.get("listed_cue")
+
+        def listed(target: str) -> str | None:
+            emit({"event": "context_cue", "target": target, "phrase": phrase, "source": "listing"})
+            return phrase
+
+        return listed
 
     def search(
         self, task: SearchTask, config: RunnableConfig, runtime: Runtime[SealConfig]
@@ -340,7 +396,12 @@ class SealNodes:
                 }
             )
 
-        cue = self._context_cue(ref, pyramid, settings, emit) if settings.context_cue else None
+        cue = None
+        if settings.context_cue:
+            if "listed_cue" in task and self._lists_cues(settings):
+                cue = self._listed_cue(task, emit)
+            else:
+                cue = self._context_cue(ref, pyramid, settings, emit)
         engine = VStarSearch(resolve(self.search_model), settings.search)
         result = engine.search(pyramid, target, context_cue=cue, on_step=on_step)
         if result.stop_reason == "model_error" and settings.raise_on_search_error:
@@ -510,6 +571,12 @@ class SealNodes:
         if not targets:
             return "answer"
         image = state["image"]
+        cues = state.get("target_cues")
+        if cues is not None:  # listed with the targets: each branch gets its own
+            return [
+                Send("search", SearchTask(target=t, image=image, listed_cue=cues.get(t)))
+                for t in targets
+            ]
         return [Send("search", SearchTask(target=t, image=image)) for t in targets]
 
 
