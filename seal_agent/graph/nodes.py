@@ -48,6 +48,7 @@ from seal_agent.imaging.loading import (
 )
 from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search import SearchModel, SearchResult, TraceStep, VStarSearch
+from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES, ViewCachingSearchModel
 
 T = TypeVar("T")
 
@@ -153,10 +154,21 @@ class SealNodes:
         vqa_model: BaseChatModel | Lazy[BaseChatModel],
         search_model: SearchModel | Lazy[SearchModel],
         config: SealConfig,
+        view_cache_bytes: int = DEFAULT_VIEW_CACHE_BYTES,
     ) -> None:
         self.vqa_model = vqa_model
         self.search_model = search_model
         self.config = config
+        self.view_cache_bytes = view_cache_bytes
+        self.view_model: Lazy[SearchModel] = Lazy(self._shared_views, "the graph's view cache")
+
+    def _shared_views(self) -> SearchModel:
+        """The search model behind one view cache shared by every search of this graph
+        (targets of a question, and follow-up questions about the same image)."""
+        model = resolve(self.search_model)
+        if not self.view_cache_bytes or isinstance(model, ViewCachingSearchModel):
+            return model
+        return ViewCachingSearchModel(model, max_bytes=self.view_cache_bytes)
 
     # -- helpers -------------------------------------------------------------------------
     def settings(self, runtime: Runtime[SealConfig] | None, config: RunnableConfig) -> SealConfig:
@@ -402,7 +414,7 @@ class SealNodes:
                 cue = self._listed_cue(task, emit)
             else:
                 cue = self._context_cue(ref, pyramid, settings, emit)
-        engine = VStarSearch(resolve(self.search_model), settings.search)
+        engine = VStarSearch(self.view_model.get(), settings.search)
         result = engine.search(pyramid, target, context_cue=cue, on_step=on_step)
         if result.stop_reason == "model_error" and settings.raise_on_search_error:
             raise SearchModelError(f"the search for {target!r} failed: {result.message}")

@@ -9,6 +9,7 @@ discriminative evidence for the phrase on a [0, 1] scale.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -20,6 +21,7 @@ from seal_agent.shapeworld.perception import (
     DEFAULT_CONFIG,
     PerceptionConfig,
     Phrase,
+    ViewAnalysis,
     analyze_view,
     parse_phrase,
 )
@@ -38,6 +40,22 @@ REFERENCE_THRESHOLDS = ModelThresholds(
     cue_threshold_decay=0.8,
     cue_threshold_min=0.3,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceViewEncoding:
+    """One view's analysis (the reference model's "image tower" output) and its frame."""
+
+    analysis: ViewAnalysis
+    sx: float
+    sy: float
+    width: int
+    height: int
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (v for v in vars(self.analysis).values() if isinstance(v, np.ndarray))
+        return 256 + sum(a.nbytes for a in arrays)
 
 
 class ReferenceSearchModel:
@@ -97,15 +115,46 @@ class ReferenceSearchModel:
             raise SearchModelError(f"a phrase must be a string, got {type(phrase).__name__}")
         return parse_phrase(phrase)
 
+    # -- split API (search/view_cache.py): the pixel analysis is the image encoder -------
+    def encode_views(self, views: Sequence[Image.Image]) -> list[ReferenceViewEncoding]:
+        """What the model perceives in each view, independent of any phrase."""
+        encodings = []
+        for index, view in enumerate(views):
+            if not isinstance(view, Image.Image):
+                raise InvalidImageError(
+                    f"view {index} is a {type(view).__name__}, expected a PIL image"
+                )
+            analysis, sx, sy = analyze_view(view, self._input_size, self._config)
+            encodings.append(ReferenceViewEncoding(analysis, sx, sy, view.width, view.height))
+        return encodings
+
+    def predict_encoded(
+        self, encodings: Sequence[ReferenceViewEncoding], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        """The phrase heads on stored analyses: equal to ``predict`` on the views."""
+        if isinstance(phrases, str):
+            raise SearchModelError("phrases must be a sequence of strings, not one string")
+        parsed = [self._parse(p) for p in phrases]
+        return [self._heads(e.analysis, e.sx, e.sy, e.width, e.height, parsed) for e in encodings]
+
     def _predict_one(self, view: Image.Image, phrases: list[Phrase]) -> list[PatchPrediction]:
         analysis, sx, sy = analyze_view(view, self._input_size, self._config)
+        return self._heads(analysis, sx, sy, view.width, view.height, phrases)
+
+    @staticmethod
+    def _heads(
+        analysis: ViewAnalysis,
+        sx: float,
+        sy: float,
+        width: int,
+        height: int,
+        phrases: list[Phrase],
+    ) -> list[PatchPrediction]:
         predictions = []
         for phrase in phrases:
             detections = tuple(
                 Detection(
-                    box=Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy).clip(
-                        view.width, view.height
-                    ),
+                    box=Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy).clip(width, height),
                     score=score,
                 )
                 for box, score in analysis.detections(phrase)
@@ -120,4 +169,4 @@ class ReferenceSearchModel:
         return predictions
 
 
-__all__ = ["REFERENCE_THRESHOLDS", "ReferenceSearchModel"]
+__all__ = ["REFERENCE_THRESHOLDS", "ReferenceSearchModel", "ReferenceViewEncoding"]
