@@ -67,6 +67,14 @@ class SealConfig(BaseModel):
     context_cue: bool = Field(
         True, description="ask the chat model where a target usually is, once per target"
     )
+    cue_source: Literal["listing", "question"] = Field(
+        "listing",
+        description=(
+            "where the contextual cues come from: 'listing' names them with the targets in "
+            "the listing reply (at most 2 chat calls per question); 'question' asks the "
+            "reference's cue question once per target (the seal strategy always does)"
+        ),
+    )
     raise_on_search_error: bool = Field(
         True,
         description=(

@@ -351,7 +351,11 @@ class SealNodes:
     def _lists_cues(settings: SealConfig) -> bool:
         """The default path lists cues with the targets; ``seal`` keeps the reference's
         calls (a plain listing, then one cue question per target)."""
-        return settings.context_cue and settings.search.strategy != "seal"
+        return (
+            settings.context_cue
+            and settings.cue_source == "listing"
+            and settings.search.strategy != "seal"
+        )
 
     def _cued_listing(
         self, messages: list[BaseMessage], settings: SealConfig
