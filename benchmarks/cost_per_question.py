@@ -45,7 +45,13 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-from cost_replay import Counters, ReplayChatModel, ReplaySearchModel, VqaCost  # noqa: E402
+from cost_replay import (  # noqa: E402
+    Counters,
+    ReplayChatModel,
+    ReplaySearchModel,
+    VqaCost,
+    install_vision_cache,
+)
 from gpu_latency import build_owl, build_vqa, load_config  # noqa: E402
 
 from seal_agent.graph import SealConfig, build_graph  # noqa: E402
@@ -96,7 +102,8 @@ def build_system(name: str, after: bool, real: str, tmp: Path) -> System:
         torch.manual_seed(0)
         owl = OwlSearchModel(str(build_owl(tmp / f"owl-{name}", tiny=True)), device="cpu")
         vqa_model = build_vqa("qwen2.5-vl-7b", True, torch.device("cpu"), torch.float32)
-    vqa = VqaCost(vqa_model, qwen_config, new_tokens=NEW_TOKENS, vision_cache=after)
+    cache = install_vision_cache(vqa_model) if after and vqa_model is not None else None
+    vqa = VqaCost(vqa_model, qwen_config, new_tokens=NEW_TOKENS, cache=cache)
     chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
     search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
     settings = SealConfig(cache_dir=tmp / "images", cue_source="listing" if after else "question")

@@ -135,10 +135,19 @@ class QwenPromptBuilder:
         return inputs, len(ids), image_tokens
 
 
+def install_vision_cache(model: Any) -> VisionFeatureCache:
+    """Issue 12's per-image vision-feature cache, as ``TransformersChatModel`` installs it."""
+    cache = VisionFeatureCache()
+    if not cache.install(model, find_language_model_path(model)):
+        raise RuntimeError("could not install the vision cache on the cost model")
+    return cache
+
+
 class VqaCost:
     """A real VLM (random weights) that pays each chat call: vision tower, prefill and
-    ``new_tokens`` generated tokens. ``vision_cache`` installs issue 12's per-image
-    feature cache, as ``TransformersChatModel`` does by default."""
+    ``new_tokens`` generated tokens. With ``cache`` (installed on ``model``) and
+    ``use_cache``, images already seen skip the vision tower; ``use_cache=False`` runs
+    the same model uncached (two systems can share one set of weights)."""
 
     def __init__(
         self,
@@ -146,16 +155,16 @@ class VqaCost:
         config: Any,
         *,
         new_tokens: int = 16,
-        vision_cache: bool = False,
+        cache: VisionFeatureCache | None = None,
+        use_cache: bool = True,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.model = model
-        self.builder = QwenPromptBuilder(config)
+        self.builder = QwenPromptBuilder(config, max_pixels)
         self.new_tokens = new_tokens
-        self.cache: VisionFeatureCache | None = None
-        if model is not None and vision_cache:
-            self.cache = VisionFeatureCache()
-            if not self.cache.install(model, find_language_model_path(model)):
-                raise RuntimeError("could not install the vision cache on the cost model")
+        self.cache = cache if use_cache else None
+        self._shared = cache
+        self._use_cache = use_cache
         self._lock = threading.Lock()
 
     def run(self, messages: Sequence[BaseMessage]) -> tuple[int, int, int, float]:
@@ -173,6 +182,8 @@ class VqaCost:
             for k, v in inputs.items()
         }
         with self._lock, torch.inference_mode():
+            if self._shared is not None:
+                self._shared.enabled = self._use_cache
             _sync(device)
             started = time.perf_counter()
             self.model.generate(
@@ -320,4 +331,5 @@ __all__ = [
     "ReplayChatModel",
     "ReplaySearchModel",
     "VqaCost",
+    "install_vision_cache",
 ]

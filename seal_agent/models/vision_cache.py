@@ -69,6 +69,8 @@ class VisionFeatureCache:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = max_bytes
+        #: False bypasses the cache (the wrapped method runs as if not installed).
+        self.enabled = True
         self.stats = VisionCacheStats()
         self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._bytes = 0
@@ -124,7 +126,7 @@ class VisionFeatureCache:
         kwargs: dict[str, Any],
     ) -> Any:
         grid = kwargs.get("image_grid_thw", args[0] if args else None)
-        if kwargs.get("image_sizes") is not None or (
+        if not self.enabled or kwargs.get("image_sizes") is not None or (
             grid is not None and not isinstance(grid, torch.Tensor)
         ):
             return original(pixel_values, *args, **kwargs)  # a layout not split here
