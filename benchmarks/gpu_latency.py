@@ -20,6 +20,8 @@ The anchor to beat: the reference SEAL needed ~27 GB and ~9 s per question (A100
 
     python benchmarks/gpu_latency.py                      # CUDA, full size
     python benchmarks/gpu_latency.py --device cpu --tiny  # smoke test, seconds
+    python benchmarks/gpu_latency.py --end-to-end         # whole questions (see end_to_end)
+    python benchmarks/gpu_latency.py --end-to-end --device cpu --tiny --questions 2
 
 Prints a table and writes JSON to ``benchmarks/results/``.
 """
@@ -43,6 +45,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(ROOT))  # cost_replay (end to end)
 
 from seal_agent.imaging.geometry import Box, split_box  # noqa: E402
 from seal_agent.imaging.pyramid import ImagePyramid  # noqa: E402
@@ -384,7 +387,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="shrunken configs (smoke test)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path")
+    parser.add_argument(
+        "--end-to-end", action="store_true", help="whole questions (cost-faithful replay)"
+    )
+    parser.add_argument("--questions", type=int, default=8, help="--end-to-end: questions")
+    parser.add_argument(
+        "--new-tokens", type=int, default=E2E_NEW_TOKENS, help="--end-to-end: per chat call"
+    )
     args = parser.parse_args(argv)
+    if args.end_to_end:
+        return end_to_end_main(args)
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
@@ -471,6 +483,201 @@ def print_table(report: dict[str, Any]) -> None:
             f"{row['decode_ms_per_token']:>9.2f} {peak if peak is not None else 'n/a':>10}"
         )
     print("* peak GPU memory with the search model and this VQA model loaded and run together")
+
+
+# -- end to end (issue 12 item 6): whole questions, cost-faithful replay ------------------------
+E2E_SIZES = ((4000, 3000), (2246, 1582), (12000, 9000), (7680, 4320))
+E2E_SUBSETS = ("direct_attributes", "relative_position")
+E2E_NEW_TOKENS = 24  # per chat call: a listing line with its cue, or a short answer
+E2E_TINY_MAX_PIXELS = 128 * 28 * 28
+
+
+def _e2e_scenes(count: int, tiny: bool, seed: int) -> list[Any]:
+    from seal_agent.shapeworld.scene import generate_scene
+
+    sizes = ((1024, 768),) if tiny else E2E_SIZES
+    scenes = []
+    for i in range(count):
+        width, height = sizes[i % len(sizes)]
+        kind = E2E_SUBSETS[i % len(E2E_SUBSETS)]
+        scenes.append(generate_scene(seed + i, width=width, height=height, kind=kind))
+    return scenes
+
+
+def _cuda_context_bytes(device: torch.device) -> int:
+    """Device memory this process holds outside PyTorch's allocator (the CUDA context)."""
+    if device.type != "cuda":
+        return 0
+    torch.zeros(1, device=device)
+    free, total = torch.cuda.mem_get_info(device)
+    return max(0, total - free - torch.cuda.memory_reserved(device))
+
+
+def end_to_end(
+    device: torch.device, dtype: torch.dtype, tiny: bool, questions: int, new_tokens: int
+) -> dict[str, Any]:
+    """Seconds and peak GPU memory per question, before and after issue 12's savings.
+
+    Full-size random-weight Qwen2.5-VL-7B and OWLv2-B/16 run every model call at its real
+    input size and length (``cost_replay.py``); shape world's reference models make the
+    decisions, so the graph takes a realistic path (targets, views, crops, answer).
+    "before": released behaviour (per-target cue questions, no view or vision cache);
+    "after": the defaults (cued listing, shared view cache, vision-feature cache).
+    Both share one set of weights; each question runs on a fresh image.
+    """
+    from cost_replay import (
+        Counters,
+        ReplayChatModel,
+        ReplaySearchModel,
+        VqaCost,
+        install_vision_cache,
+    )
+
+    from seal_agent.graph import SealConfig, build_graph
+    from seal_agent.imaging.loading import image_cache, load_image, to_image_ref
+    from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES
+    from seal_agent.shapeworld.search_model import ReferenceSearchModel
+    from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
+
+    context = _cuda_context_bytes(device)
+    scenes = _e2e_scenes(questions, tiny, seed=100)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        owl = OwlSearchModel(
+            str(build_owl(Path(tmp) / "owlv2", tiny)), device=str(device), dtype=dtype_name(dtype)
+        )
+        owl.ensure_loaded()
+        vqa_model = build_vqa("qwen2.5-vl-7b", tiny, device, dtype)
+        shared_cache = install_vision_cache(vqa_model)
+        graphs = {}
+        for name, after in (("before", False), ("after", True)):
+            counters = Counters()
+            vqa = VqaCost(
+                vqa_model,
+                vqa_model.config,
+                new_tokens=new_tokens,
+                cache=shared_cache,
+                use_cache=after,
+                # --tiny is a smoke test: small images keep the CPU run short.
+                max_pixels=E2E_TINY_MAX_PIXELS if tiny else DEFAULT_MAX_IMAGE_PIXELS,
+            )
+            chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
+            search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
+            settings = SealConfig(
+                cache_dir=Path(tmp) / "images", cue_source="listing" if after else "question"
+            )
+            view_budget = DEFAULT_VIEW_CACHE_BYTES if after else 0
+            graphs[name] = (
+                build_graph(chat, search, settings, view_cache_bytes=view_budget),
+                counters,
+            )
+        warm = _e2e_scenes(1, True, seed=7)[0]  # kernels, allocator, templates
+        for graph, _ in graphs.values():
+            ref = to_image_ref(warm.image, cache_dir=Path(tmp) / "images")
+            graph.invoke({"image": ref, "question": warm.question, "options": list(warm.options)})
+        for index, scene in enumerate(scenes):
+            ref = to_image_ref(scene.image, cache_dir=Path(tmp) / "images")
+            load_image(ref, cache_dir=Path(tmp) / "images")
+            order = list(graphs) if index % 2 == 0 else list(graphs)[::-1]
+            for name in order:
+                graph, counters = graphs[name]
+                shared_cache.clear()  # each question's image is new to the VQA model
+                before = counters.snapshot()
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                _sync(device)
+                started = time.perf_counter()
+                out = graph.invoke(
+                    {"image": ref, "question": scene.question, "options": list(scene.options)}
+                )
+                _sync(device)
+                seconds = time.perf_counter() - started
+                after_counts = counters.snapshot()
+                row = {
+                    "system": name,
+                    "size": [scene.spec.width, scene.spec.height],
+                    "subset": scene.spec.kind,
+                    "seconds": round(seconds, 3),
+                    "network_seconds": round(
+                        after_counts["cost_seconds"] - before["cost_seconds"], 3
+                    ),
+                    "correct": out.get("choice") == 0,
+                }
+                for key in ("chat_calls", "prefill_tokens", "search_views_encoded"):
+                    row[key] = after_counts[key] - before[key]
+                if device.type == "cuda":
+                    row["peak_gib_incl_context"] = _gib(
+                        torch.cuda.max_memory_reserved(device) + context
+                    )
+                rows.append(row)
+                print(
+                    f"  {name:<6} {scene.spec.width}x{scene.spec.height} {scene.spec.kind:<17} "
+                    f"{seconds:.2f} s, chat {row['chat_calls']}, "
+                    f"views {row['search_views_encoded']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            image_cache().clear()
+    summary = {}
+    for name in ("before", "after"):
+        group = [r for r in rows if r["system"] == name]
+        summary[name] = {
+            "mean_seconds": round(statistics.fmean(r["seconds"] for r in group), 3),
+            "max_seconds": round(max(r["seconds"] for r in group), 3),
+            "mean_network_seconds": round(statistics.fmean(r["network_seconds"] for r in group), 3),
+            "mean_chat_calls": round(statistics.fmean(r["chat_calls"] for r in group), 2),
+            "mean_views_encoded": round(
+                statistics.fmean(r["search_views_encoded"] for r in group), 2
+            ),
+            "accuracy": round(100 * statistics.fmean(r["correct"] for r in group), 1),
+        }
+        if device.type == "cuda":
+            summary[name]["peak_gib_incl_context"] = max(r["peak_gib_incl_context"] for r in group)
+    return {
+        "questions": len(scenes),
+        "new_tokens_per_chat_call": new_tokens,
+        "cuda_context_gib": _gib(context),
+        "summary": summary,
+        "rows": rows,
+    }
+
+
+def end_to_end_main(args: argparse.Namespace) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    torch.manual_seed(0)
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "dtype": dtype_name(dtype),
+        "tiny": args.tiny,
+        "weights": "random (Qwen2.5-VL-7B and OWLv2-B/16 from benchmarks/configs)",
+        **end_to_end(device, dtype, args.tiny, args.questions, args.new_tokens),
+    }
+    print(
+        f"\nend to end: {report['questions']} questions on {report['device']} "
+        f"({report['dtype']}, tiny={report['tiny']}), {report['new_tokens_per_chat_call']} "
+        f"generated tokens per chat call"
+    )
+    print(
+        f"{'system':<8} {'mean s':>8} {'max s':>8} {'network s':>10} {'chat calls':>11} "
+        f"{'views':>7} {'acc %':>6} {'peak GiB*':>10}"
+    )
+    for name, row in report["summary"].items():
+        peak = row.get("peak_gib_incl_context", "n/a")
+        print(
+            f"{name:<8} {row['mean_seconds']:>8.2f} {row['max_seconds']:>8.2f} "
+            f"{row['mean_network_seconds']:>10.2f} {row['mean_chat_calls']:>11.2f} "
+            f"{row['mean_views_encoded']:>7.2f} {row['accuracy']:>6.1f} {peak:>10}"
+        )
+    print("* peak GPU memory per question, both models resident, CUDA context included")
+    out = args.out or RESULTS / (
+        f"gpu_latency_end_to_end{'_tiny' if args.tiny else ''}_{device.type}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return report
 
 
 if __name__ == "__main__":

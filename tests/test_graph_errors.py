@@ -16,7 +16,7 @@ from seal_agent.errors import (
     SearchModelError,
 )
 from seal_agent.graph import build_graph
-from seal_agent.graph.parsing import TargetListing
+from seal_agent.graph.parsing import CuedTargetListing, TargetListing
 
 
 def _graph(config, script=None, search=None):
@@ -134,7 +134,7 @@ class _StructuredChat(ScriptedChatModel):
     structured: Any = None
 
     def with_structured_output(self, schema, *, include_raw=False, **kwargs):
-        assert schema is TargetListing
+        assert schema in (TargetListing, CuedTargetListing)
         assert include_raw
         return RunnableLambda(lambda messages: self.structured(messages))
 

@@ -14,7 +14,7 @@ from test_graph_fakes import (
 )
 
 from seal_agent.graph import build_graph
-from seal_agent.graph.prompts import MISSING_OBJECTS_PREFIX
+from seal_agent.graph.prompts import CUED_LISTING_MARKER, MISSING_OBJECTS_PREFIX
 from seal_agent.imaging.geometry import Box
 
 
@@ -154,14 +154,20 @@ def test_targets_are_capped_and_deduplicated(scene_path, config):
     assert out["targets"] == ["red square", "blue square", "cup"]
 
 
-def test_the_context_cue_is_asked_once_per_target_with_the_reference_question(scene_path, config):
+def test_the_seal_strategy_keeps_the_reference_calls_and_question(scene_path, config):
+    seal = config.model_copy(
+        update={"search": config.search.model_copy(update={"strategy": "seal"})}
+    )
     chat = _chat(seal_script("green circle"))
-    build_graph(chat, ColourSearchModel(), config).invoke({"image": scene_path, "question": "q?"})
+    build_graph(chat, ColourSearchModel(), seal).invoke({"image": scene_path, "question": "q?"})
+    assert "usually" not in chat.prompts[0]  # the reference's plain listing
     cue_prompts = [p for p in chat.prompts if "most likely location" in p]
-    assert cue_prompts == [
+    # The reference asks at every weak-cue patch (showing that patch), always in its words.
+    assert cue_prompts
+    assert set(cue_prompts) == {
         "According to the common sense knowledge and possible visual cues, what is the most "
         "likely location of the green circle in the image?"
-    ]
+    }
 
 
 def test_per_call_settings_override_build_time_ones(scene_path, config):
@@ -228,3 +234,25 @@ def test_the_listing_prompt_shows_the_global_image_and_the_question(scene_path, 
     human = next(m for m in listing if isinstance(m, HumanMessage))
     assert human.content[-1] == {"type": "text", "text": "Q?"}
     assert MISSING_OBJECTS_PREFIX in listing[0].content  # the system prompt shows the format
+
+
+def _cued_script(text, messages):
+    """Lists each target with its usual place, as the default listing prompt asks."""
+    if CUED_LISTING_MARKER in text and "Additional visual" not in text:
+        return f"{MISSING_OBJECTS_PREFIX}\n- green circle: usually on the table\n- blue square"
+    return seal_script()(text, messages)
+
+
+def test_one_call_lists_the_targets_with_their_cues_and_no_cue_is_asked(scene_path, config):
+    chat = _chat(_cued_script)
+    out = build_graph(chat, ColourSearchModel(), config).invoke(
+        {"image": scene_path, "question": "q?"}
+    )
+    assert out["targets"] == ["green circle", "blue square"]
+    assert len(chat.calls) == 2  # the listing and the answer, however many targets
+    assert not any("most likely location" in p for p in chat.prompts)
+    # "green" is invisible to the colour model, so its search needs the listed cue.
+    assert out["searches"]["green circle"]["context_phrase"] == "table"
+    assert out["searches"]["blue square"]["found"]
+    cue_events = [e for e in out["events"] if e["event"] == "targets_listed"]
+    assert cue_events[0]["cues"] == {"green circle": "table", "blue square": None}

@@ -274,3 +274,21 @@ def test_native_mode_misses_a_small_target_in_the_global_view(native, colour_sce
     shape = colour_scene.targets[0].shape
     reply = _ask(native, [colour_scene.image], colour_scene.question)
     assert reply == f"{MISSING_OBJECTS_PREFIX} {shape}."
+
+
+def test_the_cued_listing_names_each_missing_object_with_its_place(model, colour_scene):
+    from seal_agent.graph.parsing import parse_cued_target_listing
+    from seal_agent.graph.prompts import CUED_LISTING_SYSTEM_PROMPT
+
+    assert colour_scene.tables
+    system = CUED_LISTING_SYSTEM_PROMPT.format(max_targets=5)
+    reply = _ask(model, [_global(colour_scene.image)], colour_scene.question, system=system)
+    listing = parse_cued_target_listing(reply)
+    assert listing is not None
+    assert listing.missing_objects
+    assert set(listing.cues().values()) == {"table"}
+    plain = generate_scene(1, width=2000, height=1500, n_tables=0)
+    reply = _ask(model, [_global(plain.image)], plain.question, system=system)
+    listing = parse_cued_target_listing(reply)
+    assert listing is not None
+    assert set(listing.cues().values()) == {None}

@@ -25,6 +25,7 @@ from seal_agent.graph.nodes import Lazy, SealNodes
 from seal_agent.graph.state import SealInput, SealOutput, SealState
 from seal_agent.imaging.loading import to_image_ref
 from seal_agent.search import SearchModel
+from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES
 
 
 class _ImageReferencingInput(EphemeralValue):
@@ -94,18 +95,21 @@ def build_graph(
     interrupt_before: list[str] | None = None,
     interrupt_after: list[str] | None = None,
     name: str = "seal",
+    view_cache_bytes: int = DEFAULT_VIEW_CACHE_BYTES,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The SEAL graph over a VQA chat model and a search model.
 
     ``vqa_model``: any LangChain chat model that accepts standard image content blocks.
     ``search_model``: anything implementing ``SearchModel``. Per-call settings: pass
     ``context=SealConfig(...)`` (or a partial dict) to ``invoke``/``stream``.
+    ``view_cache_bytes``: budget of the view encodings every search of this graph shares
+    (``search/view_cache.py``; 0 turns the cache off).
     """
     if config is None:
         config = SealConfig()
     elif not isinstance(config, SealConfig):
         raise TypeError(f"config must be a SealConfig, got {type(config).__name__}")
-    nodes = SealNodes(vqa_model, search_model, config)
+    nodes = SealNodes(vqa_model, search_model, config, view_cache_bytes=view_cache_bytes)
     builder = StateGraph(
         SealState,
         context_schema=SealConfig,

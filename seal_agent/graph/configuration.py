@@ -198,6 +198,14 @@ class SealConfig(BaseModel):
     max_new_tokens: GenerationBudget = Field(
         default_factory=GenerationBudget, description="new-token limits per node"
     )
+    cue_source: Literal["listing", "question"] = Field(
+        "listing",
+        description=(
+            "where the contextual cues come from: 'listing' names them with the targets in "
+            "the listing reply (at most 2 chat calls per question); 'question' asks the "
+            "reference's cue question once per target (the seal strategy always does)"
+        ),
+    )
     raise_on_search_error: bool = Field(
         True,
         description=(

@@ -33,9 +33,11 @@ from seal_agent.graph.configuration import SealConfig, resolve_config
 from seal_agent.graph.generation import token_limit_kwargs
 from seal_agent.graph.model_calls import call_with_timeout, cap_reply
 from seal_agent.graph.parsing import (
+    CuedTargetListing,
     TargetListing,
     normalise_targets,
     parse_context_cue,
+    parse_cued_target_listing,
     parse_option_choice,
     parse_target_listing,
 )
@@ -49,6 +51,7 @@ from seal_agent.imaging.loading import (
 )
 from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search import SearchModel, SearchResult, TraceStep, VStarSearch
+from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES, ViewCachingSearchModel
 
 if TYPE_CHECKING:  # seal_agent.models is imported on first use, not with the graph
     from seal_agent.models.vision_tokens import VisionProfile
@@ -160,12 +163,23 @@ class SealNodes:
         vqa_model: BaseChatModel | Lazy[BaseChatModel],
         search_model: SearchModel | Lazy[SearchModel],
         config: SealConfig,
+        view_cache_bytes: int = DEFAULT_VIEW_CACHE_BYTES,
     ) -> None:
         self.vqa_model = vqa_model
         self.search_model = search_model
         self.config = config
         #: The deployment's image rules, fixed at build time (a call cannot change them).
         self.image_policy = config.image_policy()
+        self.view_cache_bytes = view_cache_bytes
+        self.view_model: Lazy[SearchModel] = Lazy(self._shared_views, "the graph's view cache")
+
+    def _shared_views(self) -> SearchModel:
+        """The search model behind one view cache shared by every search of this graph
+        (targets of a question, and follow-up questions about the same image)."""
+        model = self._search_model()
+        if not self.view_cache_bytes or isinstance(model, ViewCachingSearchModel):
+            return model
+        return ViewCachingSearchModel(model, max_bytes=self.view_cache_bytes)
 
     # -- helpers -------------------------------------------------------------------------
     def settings(self, runtime: Runtime[SealConfig] | None, config: RunnableConfig) -> SealConfig:
@@ -222,14 +236,19 @@ class SealNodes:
             )
         return cap_reply(reply.text, self.config.max_reply_chars)
 
-    def _structured_listing(self, messages: list[BaseMessage]) -> TargetListing | None:
+    def _structured_listing(
+        self,
+        messages: list[BaseMessage],
+        schema: type[TargetListing] | type[CuedTargetListing] = TargetListing,
+        instruction_text: str = prompts.STRUCTURED_LISTING_INSTRUCTION,
+    ) -> Any:
         """The listing via ``with_structured_output``; None where unsupported or unreadable."""
         model = resolve(self.vqa_model)
         try:
-            structured = model.with_structured_output(TargetListing, include_raw=True)
+            structured = model.with_structured_output(schema, include_raw=True)
         except (NotImplementedError, AttributeError, TypeError, ValueError):
             return None
-        instruction = SystemMessage(prompts.STRUCTURED_LISTING_INSTRUCTION)
+        instruction = SystemMessage(instruction_text)
         try:
             out = call_with_timeout(
                 lambda: structured.invoke([*messages, instruction]),
@@ -242,7 +261,7 @@ class SealNodes:
         except Exception:  # a provider refusing tools with images: the text path decides
             return None
         parsed = out.get("parsed") if isinstance(out, dict) else out
-        return parsed if isinstance(parsed, TargetListing) else None
+        return parsed if isinstance(parsed, TargetListing | CuedTargetListing) else None
 
     # -- nodes ---------------------------------------------------------------------------
     def prepare(
@@ -280,6 +299,7 @@ class SealNodes:
             "question": question.strip(),
             "options": options,
             "direct_answer": None,
+            "target_cues": None,
             "searches": Overwrite({}),
             "warnings": Overwrite([]),
         }
@@ -307,8 +327,10 @@ class SealNodes:
         """Ask the VQA model to answer from the global image, or to name what is missing."""
         settings = self.settings(runtime, config)
         ref, pyramid = self._image(state["image"], settings)
+        cued = self._lists_cues(settings)
+        system = prompts.CUED_LISTING_SYSTEM_PROMPT if cued else prompts.LISTING_SYSTEM_PROMPT
         messages: list[BaseMessage] = [
-            SystemMessage(prompts.LISTING_SYSTEM_PROMPT.format(max_targets=settings.max_targets)),
+            SystemMessage(system.format(max_targets=settings.max_targets)),
             HumanMessage(
                 content=[
                     self._global_block(ref, pyramid, settings),
@@ -316,13 +338,17 @@ class SealNodes:
                 ]
             ),
         ]
-        listing = self._structured_listing(messages) if settings.structured_listing else None
-        reply = None
-        if listing is None:
-            reply = self._chat(
-                messages, "listing the objects to search for", settings.max_new_tokens.listing
-            )
-            listing = parse_target_listing(reply)
+        cues: dict[str, str | None] | None = None
+        if cued:
+            listing, reply, cues = self._cued_listing(messages, settings)
+        else:
+            listing = self._structured_listing(messages) if settings.structured_listing else None
+            reply = None
+            if listing is None:
+                reply = self._chat(
+                    messages, "listing the objects to search for", settings.max_new_tokens.listing
+                )
+                listing = parse_target_listing(reply)
         warnings: list[str] = []
         targets: list[str] = []
         direct_answer = None
@@ -343,6 +369,10 @@ class SealNodes:
         else:
             warnings.append("the VQA model gave neither an answer nor a target list")
         event: Event = {"event": "targets_listed", "targets": targets}
+        target_cues = None
+        if cues is not None:
+            target_cues = {t: cues.get(t.lower()) for t in targets}
+            event["cues"] = target_cues
         if direct_answer is not None:
             event["direct_answer"] = direct_answer
         if warnings:
@@ -351,10 +381,54 @@ class SealNodes:
         return {
             "targets": targets,
             "target_source": "listing",
+            "target_cues": target_cues,
             "direct_answer": direct_answer,
             "warnings": warnings,
             "events": [event],
         }
+
+    # -- the cued listing (issue 12: one call lists targets and their cues) ---------------
+    @staticmethod
+    def _lists_cues(settings: SealConfig) -> bool:
+        """The default path lists cues with the targets; ``seal`` keeps the reference's
+        calls (a plain listing, then one cue question per target)."""
+        return (
+            settings.context_cue
+            and settings.cue_source == "listing"
+            and settings.search.strategy != "seal"
+        )
+
+    def _cued_listing(
+        self, messages: list[BaseMessage], settings: SealConfig
+    ) -> tuple[TargetListing | None, str | None, dict[str, str | None] | None]:
+        """(listing, the text reply if one was read, cue per lower-cased target)."""
+        if settings.structured_listing:
+            parsed = self._structured_listing(
+                messages, CuedTargetListing, prompts.STRUCTURED_CUED_LISTING_INSTRUCTION
+            )
+            if isinstance(parsed, CuedTargetListing):
+                return parsed.to_listing(), None, parsed.cues()
+            if isinstance(parsed, TargetListing):
+                return parsed, None, {}
+        reply = self._chat(
+            messages, "listing the objects to search for", settings.max_new_tokens.listing
+        )
+        cued = parse_cued_target_listing(reply)
+        if cued is None:
+            return None, reply, None
+        return cued.to_listing(), reply, cued.cues()
+
+    def _listed_cue(
+        self, task: SearchTask, emit: Callable[[Event], None]
+    ) -> Callable[[str], str | None]:
+        """The search's contextual cue from the listing: no extra chat call."""
+        phrase = task.get("listed_cue")
+
+        def listed(target: str) -> str | None:
+            emit({"event": "context_cue", "target": target, "phrase": phrase, "source": "listing"})
+            return phrase
+
+        return listed
 
     def search(
         self, task: SearchTask, config: RunnableConfig, runtime: Runtime[SealConfig]
@@ -381,9 +455,14 @@ class SealNodes:
                 }
             )
 
-        cue = self._context_cue(ref, pyramid, settings, emit) if settings.context_cue else None
+        cue = None
+        if settings.context_cue:
+            if "listed_cue" in task and self._lists_cues(settings):
+                cue = self._listed_cue(task, emit)
+            else:
+                cue = self._context_cue(ref, pyramid, settings, emit)
         try:
-            engine = VStarSearch(self._search_model(), settings.search)
+            engine = VStarSearch(self.view_model.get(), settings.search)
         except SearchModelError as exc:  # a model that cannot be set up is a model fault
             result = SearchResult(
                 target=target,
@@ -639,6 +718,12 @@ class SealNodes:
         if not targets:
             return "answer"
         image = state["image"]
+        cues = state.get("target_cues")
+        if cues is not None:  # listed with the targets: each branch gets its own
+            return [
+                Send("search", SearchTask(target=t, image=image, listed_cue=cues.get(t)))
+                for t in targets
+            ]
         return [Send("search", SearchTask(target=t, image=image)) for t in targets]
 
 

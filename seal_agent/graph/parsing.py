@@ -198,11 +198,151 @@ def parse_option_choice(text: object, options: Sequence[str]) -> int | None:
     return quoted[0] if len(quoted) == 1 else None
 
 
+# -- the cued listing (targets and their contextual cues in one reply) -----------------------
+class ListedTarget(BaseModel):
+    """One object to search for and where such an object usually is."""
+
+    name: str = Field(description="short noun phrase of the object")
+    usual_location: str | None = Field(
+        None,
+        description="where such an object usually is in this image, e.g. 'on a table'; "
+        "null when there is no such place",
+    )
+
+
+class CuedTargetListing(BaseModel):
+    """The default listing's verdict: a direct answer, or the objects with their cues.
+
+    Also the schema asked for with ``with_structured_output``.
+    """
+
+    answer: str | None = Field(
+        None, description="the answer, when the question can be answered from the image"
+    )
+    missing_objects: list[ListedTarget] = Field(
+        default_factory=list,
+        description="the objects too small, unclear or not visible, each with its usual place",
+    )
+
+    def to_listing(self) -> TargetListing:
+        return TargetListing(
+            answer=self.answer, missing_objects=[t.name for t in self.missing_objects]
+        )
+
+    def cues(self) -> dict[str, str | None]:
+        """Context phrase per cleaned, lower-cased target name (first mention wins)."""
+        cues: dict[str, str | None] = {}
+        for item in self.missing_objects:
+            key = clean_phrase(item.name).lower()
+            if key and key not in cues:
+                cues[key] = cue_phrase(item.usual_location, item.name)
+        return cues
+
+
+_NO_PLACE = {"anywhere", "unknown", "none", "null", "n/a", "nowhere", "unclear", "everywhere"}
+_USUALLY = ("usually ", "typically ", "often ", "most likely ", "likely ", "normally ")
+
+
+def cue_phrase(location: object, target: str) -> str | None:
+    """The context phrase in a listed location: "usually on a table" -> "table".
+
+    A bare noun phrase ("table") is taken as it is; "anywhere" or the target itself is
+    no cue.
+    """
+    if not isinstance(location, str) or not location.strip() or len(location) > 300:
+        return None
+    text = " ".join(location.split())
+    phrase = parse_context_cue(text, target)
+    if phrase is not None:
+        return phrase
+    lowered = text.lower()
+    for word in _USUALLY:
+        if lowered.startswith(word):
+            text, lowered = text[len(word) :], lowered[len(word) :]
+    bare = clean_phrase(text)
+    words = bare.lower().split()
+    if not words or len(words) > 4 or words[0] in _NO_PLACE or words[-1] in _FILLER:
+        return None
+    if bare.lower() == clean_phrase(target).lower():
+        return None
+    return bare
+
+
+_MARKER_TEXT = "missing or unclear"
+
+
+def _listed_items(tail: str) -> list[str]:
+    """The items of a listing's tail: one per line, else split on ';' or ','.
+
+    On one line, a ','-piece without a ':' continues the previous item's place ("cup:
+    usually on a table, near a window") when the items carry places at all.
+    """
+    block = tail.replace("\r\n", "\n").split("\n\n", 1)[0]
+    lines = [line.strip() for line in block.split("\n") if line.strip()]
+    if len(lines) > 1:
+        return lines
+    line = lines[0] if lines else ""
+    if ";" in line:
+        return [p for p in (x.strip() for x in line.split(";")) if p]
+    pieces = [p.strip() for p in line.split(",") if p.strip()]
+    if ":" not in line:
+        return pieces
+    items: list[str] = []
+    for piece in pieces:
+        if items and ":" not in piece and ":" in items[-1]:
+            items[-1] = f"{items[-1]}, {piece}"
+        else:
+            items.append(piece)
+    return items
+
+
+def _split_item(item: str) -> tuple[str, str | None]:
+    """``name: place`` / ``name (place)`` / ``name - place`` / ``name``."""
+    item = _BULLET.sub("", item.strip())
+    for separator in (":", " - ", " \u2013 ", " \u2014 "):
+        name, found, place = item.partition(separator)
+        if found and name.strip():
+            return name, place.strip()
+    name, found, place = item.partition("(")
+    if found and name.strip():
+        return name, place.rstrip(". ").removesuffix(")").strip()
+    return item, None
+
+
+def parse_cued_target_listing(text: object) -> CuedTargetListing | None:
+    """Read the cued listing's free text (``CUED_LISTING_SYSTEM_PROMPT``'s format).
+
+    Also reads the reference's plain list (objects without places). Text without the
+    missing-objects marker is a direct answer (as ``parse_target_listing`` reads it).
+    Linear in the text's length: only ``str`` methods and the bullet pattern on items.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    start = text.lower().find(_MARKER_TEXT)
+    if start < 0:
+        plain = parse_target_listing(text)
+        if plain is None:
+            return None
+        return CuedTargetListing(answer=plain.answer)
+    tail = text[start + len(_MARKER_TEXT) :].lstrip(" \t:").strip()
+    listed: list[ListedTarget] = []
+    for item in _listed_items(tail):
+        name, place = _split_item(item)
+        name = clean_phrase(name)
+        if name:
+            listed.append(ListedTarget(name=name, usual_location=place))
+    return CuedTargetListing(missing_objects=listed) if listed else None
+
+
 __all__ = [
+    "CuedTargetListing",
+    "ListedTarget",
     "TargetListing",
     "clean_phrase",
+    "cue_phrase",
     "normalise_targets",
     "parse_context_cue",
+    "parse_cued_target_listing",
     "parse_option_choice",
     "parse_target_listing",
 ]

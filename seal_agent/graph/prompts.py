@@ -36,6 +36,36 @@ Decide whether you can answer the question from the image. If you can, set `answ
 If objects the question depends on are too small, unclear or not visible, leave \
 `answer` empty and list those objects as short noun phrases in `missing_objects`."""
 
+#: The default (``vstar``) listing: the missing objects AND where each usually is, in one
+#: reply, so a question costs at most two chat calls (listing, answer) however many
+#: targets it has; the reference asks ``CONTEXT_CUE_QUESTION`` once per target instead.
+#: The first line is the reference's own, so a model trained on SEAL's format still
+#: starts its reply the way the parser expects.
+CUED_LISTING_SYSTEM_PROMPT = f"""\
+You answer questions about an image. The image you see is downscaled, so small objects \
+may be invisible or unclear.
+If you can answer the question reliably from what you see, answer it directly and briefly.
+If you cannot, because objects the question is about are too small, unclear or not \
+visible, do not guess: reply exactly in this format, one line per object (at most \
+{{max_targets}}), naming each object with a short noun phrase and, after a colon, where \
+such an object usually is in this image, by common sense and what you can see:
+{MISSING_OBJECTS_PREFIX}
+- object1: usually on/in/near <a larger, easy-to-see thing>
+- object2: usually on/in/near <a larger, easy-to-see thing>"""
+
+#: Says that a listing prompt asks for cues (a model reading prompts may look for it).
+CUED_LISTING_MARKER = "where such an object usually is"
+
+#: One object line of the cued listing format (``- cup: usually on a table``).
+CUED_LISTING_LINE = "- {target}: usually {place}"
+
+STRUCTURED_CUED_LISTING_INSTRUCTION = """\
+Decide whether you can answer the question from the image. If you can, set `answer`. \
+If objects the question depends on are too small, unclear or not visible, leave \
+`answer` empty and list each such object in `missing_objects`: its `name` as a short \
+noun phrase and, in `usual_location`, where such an object usually is in this image \
+("on a table", "on the wall"), or null when there is no such place."""
+
 #: The reference's contextual-cue question (vstar-reference.md), verbatim.
 CONTEXT_CUE_QUESTION = (
     "According to the common sense knowledge and possible visual cues, what is the most "
@@ -118,10 +148,14 @@ def answer_text(
 __all__ = [
     "CONTEXT_CUE_QUESTION",
     "CROPS_CAPTION",
+    "CUED_LISTING_LINE",
+    "CUED_LISTING_MARKER",
+    "CUED_LISTING_SYSTEM_PROMPT",
     "FOCUS_PREFIX",
     "LISTING_SYSTEM_PROMPT",
     "MISSING_OBJECTS_PREFIX",
     "OPTIONS_INSTRUCTION",
+    "STRUCTURED_CUED_LISTING_INSTRUCTION",
     "STRUCTURED_LISTING_INSTRUCTION",
     "answer_text",
     "focus_text",

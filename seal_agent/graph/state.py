@@ -83,6 +83,9 @@ class SealState(TypedDict):
     targets: NotRequired[list[str] | None]
     #: How ``targets`` came to be.
     target_source: NotRequired[Literal["input", "listing", "none"]]
+    #: Where each listed target usually is (the default listing names both); None when
+    #: the targets were given, or listed the reference's way (cues asked per target).
+    target_cues: NotRequired[dict[str, str | None] | None]
     #: The VQA model's direct answer when the listing step needed no search.
     direct_answer: NotRequired[str | None]
     searches: NotRequired[Annotated[dict[str, TargetOutcome], merge_outcomes]]
@@ -113,6 +116,8 @@ class SearchTask(TypedDict):
 
     target: str
     image: ImageRef
+    #: The contextual cue the listing named for this target (present: do not ask).
+    listed_cue: NotRequired[str | None]
 
 
 __all__ = [

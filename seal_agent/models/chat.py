@@ -32,6 +32,7 @@ from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VQA_MOD
 from seal_agent.models.devices import resolve_device, resolve_dtype
 from seal_agent.models.loading import load_or_raise
 from seal_agent.models.processor_vision import limit_pixels, prepare_images, processor_profile
+from seal_agent.models.vision_cache import DEFAULT_VISION_CACHE_BYTES, VisionFeatureCache
 from seal_agent.models.vision_tokens import VisionProfile
 
 
@@ -125,7 +126,14 @@ class TransformersChatModel(BaseChatModel):
         description="extra from_pretrained arguments (attn_implementation, device_map...)",
     )
 
+    vision_cache_bytes: int = Field(
+        DEFAULT_VISION_CACHE_BYTES,
+        ge=0,
+        description="budget for reusing an image's vision features across calls (0: off)",
+    )
+
     _runtime: ChatRuntime | None = PrivateAttr(default=None)
+    _vision_cache: VisionFeatureCache | None = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _processor: Any = PrivateAttr(default=None)
     _processor_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -224,6 +232,11 @@ class TransformersChatModel(BaseChatModel):
 
     # -- loading -------------------------------------------------------------------------
     @property
+    def vision_cache(self) -> VisionFeatureCache | None:
+        """The vision-feature cache once loaded (None: off, or a layout it cannot wrap)."""
+        return self._vision_cache
+
+    @property
     def is_loaded(self) -> bool:
         return self._runtime is not None
 
@@ -262,6 +275,9 @@ class TransformersChatModel(BaseChatModel):
         else:
             device = model.device
         language_model_path = find_language_model_path(model)
+        if self.vision_cache_bytes:  # issue 12: each image through the vision tower once
+            cache = VisionFeatureCache(self.vision_cache_bytes)
+            self._vision_cache = cache if cache.install(model, language_model_path) else None
         if self.adapter is not None:
             model = apply_lora_adapter(model, self.adapter, language_model_path)
             if self.merge_adapter:

@@ -48,18 +48,24 @@ them on real data.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from seal_agent.errors import SearchModelError
+from seal_agent.errors import InvalidImageError, InvalidQuestionError, SearchModelError
 from seal_agent.models.boxes import to_detections
 from seal_agent.models.defaults import DEFAULT_SEARCH_MODEL_ID
 from seal_agent.models.loading import load_or_raise
-from seal_agent.models.search_base import TransformersSearchModel
-from seal_agent.search.protocol import ModelThresholds, PatchPrediction
+from seal_agent.models.search_base import (
+    TransformersSearchModel,
+    check_phrases,
+    check_views,
+)
+from seal_agent.search.protocol import ModelThresholds, PatchPrediction, validate_predictions
 
 DEFAULT_OWL_MODEL_ID = DEFAULT_SEARCH_MODEL_ID
 
@@ -104,6 +110,25 @@ def content_grid(
     rows = max(1, min(grid_h, round(view_height / longer * grid_h)))
     cols = max(1, min(grid_w, round(view_width / longer * grid_w)))
     return rows, cols
+
+
+@dataclass(frozen=True, slots=True)
+class OwlViewEncoding:
+    """One view through OWL's image tower: what any phrase's heads need, nothing more.
+
+    ``feature_map`` (grid_h, grid_w, dim) stays on the model's device and dtype (5.5 MB
+    for OWLv2-B/16 in bf16); ``boxes`` (grid_h * grid_w, 4), float32 on the CPU, are
+    the box head's output, which does not depend on the phrase.
+    """
+
+    feature_map: torch.Tensor
+    boxes: torch.Tensor
+    width: int
+    height: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.feature_map, self.boxes))
 
 
 class OwlSearchModel(TransformersSearchModel):
@@ -254,6 +279,54 @@ class OwlSearchModel(TransformersSearchModel):
     def _predict_chunk(
         self, views: list[Image.Image], phrases: list[str]
     ) -> list[list[PatchPrediction]]:
+        return self._heads_chunk(self._encode_chunk(views), phrases)
+
+    # -- split API (search/view_cache.py): image tower once, phrase heads per phrase -----
+    def encode_views(self, views: Sequence[Image.Image]) -> list[OwlViewEncoding]:
+        """The image tower's output per view (and its phrase-independent boxes).
+
+        ``predict_encoded(encode_views(v), p)`` is ``predict(v, p)``: ``predict`` runs
+        exactly these two steps. A view cache keeps the encodings, so a new phrase on a
+        view already seen costs only the class head.
+        """
+        checked = check_views(views)
+        self.ensure_loaded()
+        out: list[OwlViewEncoding] = []
+        for start in range(0, len(checked), self.max_batch_size):
+            chunk = checked[start : start + self.max_batch_size]
+            out.extend(self._guarded(len(chunk), lambda c=chunk: self._encode_chunk(c)))
+        return out
+
+    def predict_encoded(
+        self, encodings: Sequence[OwlViewEncoding], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        checked_phrases = check_phrases(phrases)
+        if not all(isinstance(e, OwlViewEncoding) for e in encodings):
+            raise SearchModelError("predict_encoded needs encodings made by encode_views")
+        if not encodings:
+            return []
+        if not checked_phrases:
+            return [[] for _ in encodings]
+        self.ensure_loaded()
+        out: list[list[PatchPrediction]] = []
+        for start in range(0, len(encodings), self.max_batch_size):
+            chunk = list(encodings[start : start + self.max_batch_size])
+            out.extend(
+                self._guarded(len(chunk), lambda c=chunk: self._heads_chunk(c, checked_phrases))
+            )
+        return validate_predictions(out, encodings, checked_phrases)  # type: ignore[arg-type]
+
+    def _guarded(self, count: int, run: Any) -> Any:
+        try:
+            return run()
+        except (SearchModelError, InvalidImageError, InvalidQuestionError):
+            raise
+        except (RuntimeError, ValueError) as exc:  # CUDA OOM, dtype/shape errors
+            raise SearchModelError(
+                f"{type(self).__name__} ({self.model_id}) failed on a batch of {count} views: {exc}"
+            ) from exc
+
+    def _encode_chunk(self, views: list[Image.Image]) -> list[OwlViewEncoding]:
         fast = self._fast_preprocessing_applies(views)
         if fast:
             pixel_values = padded_uint8_batch(views, self._input_size)
@@ -263,7 +336,6 @@ class OwlSearchModel(TransformersSearchModel):
             ]
         interpolate = pixel_values.shape[-1] != self._native_image_size
         with self._forward_lock, torch.inference_mode():
-            queries = self._query_embeddings(phrases)
             if fast:
                 pixel_values = self._normalize_on_device(pixel_values)
             pixel_values = pixel_values.to(self.device, self.dtype)
@@ -272,13 +344,32 @@ class OwlSearchModel(TransformersSearchModel):
             )[0]
             batch, grid_h, grid_w, dim = feature_map.shape
             features = feature_map.reshape(batch, grid_h * grid_w, dim)
+            boxes = self._model.box_predictor(features, feature_map, interpolate)
+        boxes = boxes.float().cpu()
+        # One tensor per view (a slice would keep the whole batch's storage alive).
+        return [
+            OwlViewEncoding(feature_map[i].clone(), boxes[i].clone(), view.width, view.height)
+            for i, view in enumerate(views)
+        ]
+
+    def _heads_chunk(
+        self, encodings: list[OwlViewEncoding], phrases: list[str]
+    ) -> list[list[PatchPrediction]]:
+        grid_h, grid_w, dim = encodings[0].feature_map.shape
+        if any(e.feature_map.shape != encodings[0].feature_map.shape for e in encodings):
+            raise SearchModelError("encodings of different grid sizes cannot share a pass")
+        with self._forward_lock, torch.inference_mode():
+            queries = self._query_embeddings(phrases)
+            feature_map = torch.stack([e.feature_map for e in encodings])
+            batch = feature_map.shape[0]
+            features = feature_map.reshape(batch, grid_h * grid_w, dim)
             logits = self._model.class_predictor(
                 features, queries.unsqueeze(0).expand(batch, -1, -1)
             )[0]
-            boxes = self._model.box_predictor(features, feature_map, interpolate)
         logits = logits.float().cpu()
-        boxes = boxes.float().cpu()
-        return self._postprocess(views, phrases, logits, boxes, grid_h, grid_w)
+        boxes = torch.stack([e.boxes for e in encodings])
+        sizes = [(e.width, e.height) for e in encodings]
+        return self._postprocess(sizes, phrases, logits, boxes, grid_h, grid_w)
 
     # -- pre-processing ------------------------------------------------------------------
     def _fast_preprocessing_applies(self, views: list[Image.Image]) -> bool:
@@ -312,7 +403,7 @@ class OwlSearchModel(TransformersSearchModel):
 
     def _postprocess(
         self,
-        views: list[Image.Image],
+        sizes: list[tuple[int, int]],
         phrases: list[str],
         logits: torch.Tensor,
         boxes: torch.Tensor,
@@ -321,7 +412,7 @@ class OwlSearchModel(TransformersSearchModel):
     ) -> list[list[PatchPrediction]]:
         """Per phrase: the processor's post-processing, then our clip/NMS; heatmap crop."""
         output_type = _detection_output_type(self._pads_to_square)
-        target_sizes = [(view.height, view.width) for view in views]
+        target_sizes = [(height, width) for width, height in sizes]
         per_phrase = []
         for j in range(len(phrases)):
             per_phrase.append(
@@ -332,8 +423,8 @@ class OwlSearchModel(TransformersSearchModel):
                 )
             )
         results: list[list[PatchPrediction]] = []
-        for i, view in enumerate(views):
-            rows, cols = content_grid(view.width, view.height, grid_h, grid_w, self._pads_to_square)
+        for i, (width, height) in enumerate(sizes):
+            rows, cols = content_grid(width, height, grid_h, grid_w, self._pads_to_square)
             grid = logits[i].reshape(grid_h, grid_w, len(phrases))[:rows, :cols]
             row: list[PatchPrediction] = []
             for j in range(len(phrases)):
@@ -341,8 +432,8 @@ class OwlSearchModel(TransformersSearchModel):
                 detections = to_detections(
                     found["boxes"],
                     found["scores"],
-                    view.width,
-                    view.height,
+                    width,
+                    height,
                     nms_iou=self.nms_iou,
                     max_detections=self.max_detections,
                 )

@@ -13,6 +13,7 @@ patch can see) and ``fallible`` (confident false boxes on clutter, missed detect
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -45,6 +46,25 @@ REFERENCE_THRESHOLDS = ModelThresholds(
     cue_threshold_decay=0.8,
     cue_threshold_min=0.3,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceViewEncoding:
+    """One view's analysis (the reference model's "image tower" output) and its frame."""
+
+    analysis: ViewAnalysis
+    sx: float
+    sy: float
+    width: int
+    height: int
+    view: Image.Image | None = None  # kept only by a fallible model (its draws need pixels)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (v for v in vars(self.analysis).values() if isinstance(v, np.ndarray))
+        view = self.view
+        pixels = 0 if view is None else len(view.getbands()) * view.width * view.height
+        return 256 + pixels + sum(a.nbytes for a in arrays)
 
 
 class ReferenceSearchModel:
@@ -125,22 +145,50 @@ class ReferenceSearchModel:
             raise SearchModelError(f"a phrase must be a string, got {type(phrase).__name__}")
         return parse_phrase(phrase)
 
+    # -- split API (search/view_cache.py): the pixel analysis is the image encoder -------
+    def encode_views(self, views: Sequence[Image.Image]) -> list[ReferenceViewEncoding]:
+        """What the model perceives in each view, independent of any phrase."""
+        encodings = []
+        for index, view in enumerate(views):
+            if not isinstance(view, Image.Image):
+                raise InvalidImageError(
+                    f"view {index} is a {type(view).__name__}, expected a PIL image"
+                )
+            analysis, sx, sy = analyze_view(view, self._input_size, self._config)
+            # A fallible model draws its failures from the view's pixels: keep them.
+            kept = view if self._fallible is not None else None
+            encodings.append(ReferenceViewEncoding(analysis, sx, sy, view.width, view.height, kept))
+        return encodings
+
+    def predict_encoded(
+        self, encodings: Sequence[ReferenceViewEncoding], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        """The phrase heads on stored analyses: equal to ``predict`` on the views."""
+        if isinstance(phrases, str):
+            raise SearchModelError("phrases must be a sequence of strings, not one string")
+        parsed = [(self._parse(p), p) for p in phrases]
+        return [self._heads(e, parsed) for e in encodings]
+
     def _predict_one(
         self, view: Image.Image, phrases: list[tuple[Phrase, str]]
     ) -> list[PatchPrediction]:
-        analysis, sx, sy = analyze_view(view, self._input_size, self._config)
+        return self._heads(self.encode_views([view])[0], phrases)
+
+    def _heads(
+        self, encoding: ReferenceViewEncoding, phrases: list[tuple[Phrase, str]]
+    ) -> list[PatchPrediction]:
+        analysis, sx, sy = encoding.analysis, encoding.sx, encoding.sy
+        width, height = encoding.width, encoding.height
         predictions = []
         for phrase, text in phrases:
             found = analysis.detections(phrase)
             extra: tuple[tuple[float, float, float], ...] = ()
-            if self._fallible is not None:
-                rng = view_rng(view, text, self._fallible.seed)
+            if self._fallible is not None and encoding.view is not None:
+                rng = view_rng(encoding.view, text, self._fallible.seed)
                 found, extra = _fail(analysis, phrase, found, self._fallible, rng)
             detections = tuple(
                 Detection(
-                    box=Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy).clip(
-                        view.width, view.height
-                    ),
+                    box=Box(box.x1 * sx, box.y1 * sy, box.x2 * sx, box.y2 * sy).clip(width, height),
                     score=score,
                 )
                 for box, score in found
@@ -194,4 +242,10 @@ def _fail(
     return sorted([*kept, false], key=lambda d: -d[1]), ((cx, cy, float(score)),)
 
 
-__all__ = ["REFERENCE_THRESHOLDS", "Fallibility", "ReferenceSearchModel", "WeakHeatmap"]
+__all__ = [
+    "REFERENCE_THRESHOLDS",
+    "Fallibility",
+    "ReferenceSearchModel",
+    "ReferenceViewEncoding",
+    "WeakHeatmap",
+]

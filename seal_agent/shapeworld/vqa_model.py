@@ -36,13 +36,17 @@ from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field, PrivateAttr
 
 from seal_agent.errors import ChatModelError
-from seal_agent.graph.prompts import MISSING_OBJECTS_PREFIX
+from seal_agent.graph.prompts import (
+    CUED_LISTING_LINE,
+    CUED_LISTING_MARKER,
+    MISSING_OBJECTS_PREFIX,
+)
 from seal_agent.imaging.frames import frame_location
 from seal_agent.imaging.geometry import Box
 from seal_agent.models.vision_tokens import (
@@ -243,6 +247,29 @@ class ReferenceVQAChatModel(BaseChatModel):
 
     # -- reading the prompt -----------------------------------------------------------
     def respond(self, messages: Sequence[BaseMessage]) -> str:
+        reply = self._reply(messages)
+        if reply.startswith(MISSING_OBJECTS_PREFIX) and any(
+            isinstance(m, SystemMessage) and CUED_LISTING_MARKER in m.text for m in messages
+        ):
+            return self._cued_listing(reply, messages)
+        return reply
+
+    def _cued_listing(self, reply: str, messages: Sequence[BaseMessage]) -> str:
+        """The cued listing's format: each missing object with the place it saw for it
+        (the same knowledge as its answer to the reference's cue question)."""
+        names = reply[len(MISSING_OBJECTS_PREFIX) :].strip().rstrip(".").split(", ")
+        blocks = [b for m in messages if isinstance(m.content, list) for b in m.content]
+        data = next((d for b in blocks if isinstance(b, dict) and (d := _image_data(b))), None)
+        tables = data is not None and bool(
+            self._perceptions.get(data, self.perception_size, self._mode_key())[1].tables
+        )
+        lines = [
+            CUED_LISTING_LINE.format(target=name, place="on the table") if tables else f"- {name}"
+            for name in names
+        ]
+        return "\n".join([MISSING_OBJECTS_PREFIX, *lines])
+
+    def _reply(self, messages: Sequence[BaseMessage]) -> str:
         images: list[_Seen] = []
         for message in messages:
             if isinstance(message.content, list):

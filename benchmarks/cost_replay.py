@@ -1,0 +1,335 @@
+"""Cost-faithful replay: real networks pay for every model call, shape world decides.
+
+Without trained weights a real VLM or OWLv2 would answer nonsense, and the search path
+(how many views, which ones, how many chat calls) would be nothing like a real run. So
+each model here is a pair:
+
+* the *decider*, a shape-world reference model, gives the answer, the boxes and the
+  targets, so the graph walks a realistic path;
+* the *cost* network (random weights, real architecture and input sizes) runs the
+  same call: OWLv2's image tower on each view the search encodes and its heads on each
+  phrase pass; the VLM's real image processor and vision tower on every image of the
+  prompt, prefill of the whole prompt, and a fixed number of generated tokens.
+
+Both are counted: chat calls, prefill tokens, VQA images through the vision tower,
+search-model image-encoder passes (views) and phrase passes. Used by
+``cost_per_question.py`` (tiny networks on the CPU) and ``gpu_latency.py --end-to-end``
+(full size on a GPU).
+
+Text tokens: the real tokenizers cannot be downloaded, so text is counted as one token
+per 4 characters (English BPE averages ~4) plus the chat template's few tokens per
+message; image tokens are exact (the real image processor's grid).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from PIL import Image
+from pydantic import ConfigDict, PrivateAttr
+
+from seal_agent.models.chat import find_language_model_path, limit_pixels
+from seal_agent.models.content import to_conversation
+from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS
+from seal_agent.models.vision_cache import VisionFeatureCache
+from seal_agent.search.protocol import ModelThresholds, PatchPrediction
+
+#: Characters per text token (English BPE) and template tokens per message
+#: (``<|im_start|>role\n ... <|im_end|>\n``), plus the generation prompt.
+CHARS_PER_TOKEN = 4
+TEMPLATE_TOKENS_PER_MESSAGE = 5
+GENERATION_PROMPT_TOKENS = 3
+
+
+@dataclass
+class Counters:
+    """What a run paid; summed over calls, resettable per question."""
+
+    chat_calls: int = 0
+    prefill_tokens: int = 0
+    image_tokens: int = 0
+    vqa_images: int = 0  # images shown to the VQA model
+    search_views_encoded: int = 0  # search-model image-encoder passes (views)
+    search_encoder_calls: int = 0  # batched image-tower calls
+    search_phrase_passes: int = 0  # batched phrase-head calls (including full predicts)
+    cost_seconds: float = 0.0  # time spent in the cost networks
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, float]:
+        with self.lock:
+            return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# -- VQA ---------------------------------------------------------------------------------------
+class QwenPromptBuilder:
+    """Qwen2.5-VL inputs for a chat call, built offline (see the module docstring)."""
+
+    def __init__(self, config: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+        from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
+
+        vision = config.vision_config
+        self.config = config
+        self.merge = vision.spatial_merge_size
+        self.max_pixels = max_pixels
+        self.processor = Qwen2VLImageProcessorPil(
+            patch_size=vision.patch_size,
+            merge_size=vision.spatial_merge_size,
+            temporal_patch_size=vision.temporal_patch_size,
+            max_pixels=max_pixels,
+        )
+        self.vocab = min(int(config.text_config.vocab_size), 30000)
+
+    def _text_ids(self, text: str) -> list[int]:
+        count = max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+        seed = zlib.crc32(text.encode())
+        return [100 + (seed + 7919 * i) % (self.vocab - 100) for i in range(count)]
+
+    def build(self, messages: Sequence[BaseMessage]) -> tuple[dict[str, torch.Tensor], int, int]:
+        """(model inputs, prompt tokens, image tokens) for these messages."""
+        conversation, images = to_conversation(messages)
+        images = [limit_pixels(i, self.max_pixels) for i in images]
+        ids: list[int] = []
+        pixel_values, grids = [], []
+        image_index = 0
+        image_tokens = 0
+        cfg = self.config
+        for turn in conversation:
+            ids += [1] * TEMPLATE_TOKENS_PER_MESSAGE
+            for piece in turn["content"]:
+                if piece["type"] == "text":
+                    ids += self._text_ids(piece["text"])
+                    continue
+                out = self.processor(images=[images[image_index]], return_tensors="pt")
+                image_index += 1
+                grid = out["image_grid_thw"]
+                n_image = int(grid.prod()) // self.merge**2
+                image_tokens += n_image
+                ids += [cfg.vision_start_token_id, *[cfg.image_token_id] * n_image]
+                ids.append(cfg.vision_end_token_id)
+                pixel_values.append(out["pixel_values"])
+                grids.append(grid)
+        ids += [1] * GENERATION_PROMPT_TOKENS
+        inputs: dict[str, torch.Tensor] = {
+            "input_ids": torch.tensor([ids]),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            "mm_token_type_ids": torch.tensor([[int(t == cfg.image_token_id) for t in ids]]),
+        }
+        if pixel_values:
+            inputs["pixel_values"] = torch.cat(pixel_values)
+            inputs["image_grid_thw"] = torch.cat(grids)
+        return inputs, len(ids), image_tokens
+
+
+def install_vision_cache(model: Any) -> VisionFeatureCache:
+    """Issue 12's per-image vision-feature cache, as ``TransformersChatModel`` installs it."""
+    cache = VisionFeatureCache()
+    if not cache.install(model, find_language_model_path(model)):
+        raise RuntimeError("could not install the vision cache on the cost model")
+    return cache
+
+
+class VqaCost:
+    """A real VLM (random weights) that pays each chat call: vision tower, prefill and
+    ``new_tokens`` generated tokens. With ``cache`` (installed on ``model``) and
+    ``use_cache``, images already seen skip the vision tower; ``use_cache=False`` runs
+    the same model uncached (two systems can share one set of weights)."""
+
+    def __init__(
+        self,
+        model: Any | None,
+        config: Any,
+        *,
+        new_tokens: int = 16,
+        cache: VisionFeatureCache | None = None,
+        use_cache: bool = True,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    ) -> None:
+        self.model = model
+        self.builder = QwenPromptBuilder(config, max_pixels)
+        self.new_tokens = new_tokens
+        self.cache = cache if use_cache else None
+        self._shared = cache
+        self._use_cache = use_cache
+        self._lock = threading.Lock()
+
+    def run(self, messages: Sequence[BaseMessage]) -> tuple[int, int, int, float]:
+        """(prompt tokens, image tokens, images, seconds in the network)."""
+        inputs, prompt_tokens, image_tokens = self.builder.build(messages)
+        images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
+        if self.model is None:
+            return prompt_tokens, image_tokens, images, 0.0
+        import time
+
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        moved = {
+            k: v.to(device, dtype) if k == "pixel_values" else v.to(device)
+            for k, v in inputs.items()
+        }
+        with self._lock, torch.inference_mode():
+            if self._shared is not None:
+                self._shared.enabled = self._use_cache
+            _sync(device)
+            started = time.perf_counter()
+            self.model.generate(
+                **moved,
+                max_new_tokens=self.new_tokens,
+                min_new_tokens=self.new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
+            _sync(device)
+            seconds = time.perf_counter() - started
+        return prompt_tokens, image_tokens, images, seconds
+
+
+class ReplayChatModel(BaseChatModel):
+    """The decider's reply; the cost model pays for the call; everything counted."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    decider: BaseChatModel
+    cost: Any
+    counters: Any
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "cost-replay"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prompt_tokens, image_tokens, images, seconds = self.cost.run(messages)
+        with self.counters.lock:
+            self.counters.chat_calls += 1
+            self.counters.prefill_tokens += prompt_tokens
+            self.counters.image_tokens += image_tokens
+            self.counters.vqa_images += images
+            self.counters.cost_seconds += seconds
+        reply = self.decider.invoke(messages)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content))])
+
+
+# -- search ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _PairEncoding:
+    decider: Any
+    cost: Any
+
+    @property
+    def nbytes(self) -> int:
+        return int(getattr(self.decider, "nbytes", 0)) + int(getattr(self.cost, "nbytes", 0))
+
+
+class ReplaySearchModel:
+    """The reference search model decides; a real OWL network pays every pass.
+
+    Has the split API (``encode_views`` / ``predict_encoded``), so behind the graph's
+    view cache each view costs one image-tower pass and each new phrase one head pass;
+    without the cache every ``predict`` is a full pass over tower and heads.
+    """
+
+    def __init__(self, decider: Any, cost: Any | None, counters: Counters) -> None:
+        self.decider = decider
+        self.cost = cost
+        self.counters = counters
+
+    @property
+    def input_size(self) -> int:
+        return int(self.decider.input_size)
+
+    @property
+    def thresholds(self) -> ModelThresholds:
+        return self.decider.thresholds  # type: ignore[no-any-return]
+
+    def _cost_views(self, views: Sequence[Image.Image]) -> list[Image.Image]:
+        """The views at the cost network's own input size (what it would be shown)."""
+        side = int(self.cost.input_size)
+        out = []
+        for view in views:
+            scale = side / max(view.width, view.height)  # the longer side becomes `side`
+            size = (max(1, round(view.width * scale)), max(1, round(view.height * scale)))
+            out.append(view.resize(size, Image.Resampling.BILINEAR))
+        return out
+
+    def _timed(self, fn: Any) -> tuple[Any, float]:
+        import time
+
+        device = getattr(self.cost, "device", torch.device("cpu"))
+        _sync(device)
+        started = time.perf_counter()
+        out = fn()
+        _sync(device)
+        return out, time.perf_counter() - started
+
+    def predict(
+        self, views: Sequence[Image.Image], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        seconds = 0.0
+        if self.cost is not None:
+            _, seconds = self._timed(lambda: self.cost.predict(self._cost_views(views), phrases))
+        with self.counters.lock:
+            self.counters.search_views_encoded += len(views)
+            self.counters.search_encoder_calls += 1
+            self.counters.search_phrase_passes += 1
+            self.counters.cost_seconds += seconds
+        return self.decider.predict(views, phrases)  # type: ignore[no-any-return]
+
+    def encode_views(self, views: Sequence[Image.Image]) -> list[_PairEncoding]:
+        costs: list[Any] = [None] * len(views)
+        seconds = 0.0
+        if self.cost is not None:
+            costs, seconds = self._timed(lambda: self.cost.encode_views(self._cost_views(views)))
+        with self.counters.lock:
+            self.counters.search_views_encoded += len(views)
+            self.counters.search_encoder_calls += 1
+            self.counters.cost_seconds += seconds
+        deciders = self.decider.encode_views(views)
+        return [_PairEncoding(d, c) for d, c in zip(deciders, costs, strict=True)]
+
+    def predict_encoded(
+        self, encodings: Sequence[_PairEncoding], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        seconds = 0.0
+        if self.cost is not None:
+            cost_encodings = [e.cost for e in encodings]
+            _, seconds = self._timed(lambda: self.cost.predict_encoded(cost_encodings, phrases))
+        with self.counters.lock:
+            self.counters.search_phrase_passes += 1
+            self.counters.cost_seconds += seconds
+        return self.decider.predict_encoded(  # type: ignore[no-any-return]
+            [e.decider for e in encodings], phrases
+        )
+
+
+__all__ = [
+    "Counters",
+    "QwenPromptBuilder",
+    "ReplayChatModel",
+    "ReplaySearchModel",
+    "VqaCost",
+    "install_vision_cache",
+]
