@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 from langgraph.channels.ephemeral_value import EphemeralValue
 from langgraph.constants import END, START
 from langgraph.graph import StateGraph
@@ -20,9 +22,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from seal_agent.graph.configuration import SealConfig
+from seal_agent.graph.default_models import ModelSet, default_models
 from seal_agent.graph.nodes import Lazy, SealNodes
 from seal_agent.graph.state import SealInput, SealOutput, SealState
-from seal_agent.imaging.loading import to_image_ref
+from seal_agent.imaging.content_blocks import image_from_block, is_image_block
+from seal_agent.imaging.loading import is_image_ref, to_image_ref
 from seal_agent.search import SearchModel
 
 
@@ -63,14 +67,35 @@ def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
     def coerce(value: Any) -> Any:
         if not isinstance(value, dict) or "image" not in value:
             return value
-        ref = to_image_ref(
-            value["image"], max_pixels=config.max_image_pixels, cache_dir=config.cache_dir
-        )
+        image = value["image"]
+        if is_image_block(image):  # an agent's or a chat API's image content block
+            image = image_from_block(image)
+        ref = to_image_ref(image, max_pixels=config.max_image_pixels, cache_dir=config.cache_dir)
         # A new question in a reused thread must not inherit the last run's targets or
         # options: absent keys are written as None.
         return {"targets": None, "options": None, **value, "image": ref}
 
     return coerce
+
+
+class SealGraph(CompiledStateGraph[Any, Any, Any, Any]):
+    """The compiled SEAL graph: a ``CompiledStateGraph`` whose async runs never block.
+
+    Turning an in-memory image into an ``ImageRef`` hashes it and writes it to the cache
+    directory, and even a path is checked on disk; LangGraph writes the input channel in
+    the event loop's thread. Under ``astream`` (and so ``ainvoke``, ``astream_events``
+    and the LangGraph Server) the image is referenced in a worker thread first; the
+    input channel then only copies the reference.
+    """
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        coerce = getattr(self.channels.get(START), "coerce", None)
+        if coerce is not None and isinstance(input, dict) and not is_image_ref(input.get("image")):
+            input = await asyncio.to_thread(coerce, input)
+        async for chunk in super().astream(input, config, **kwargs):
+            yield chunk
 
 
 def build_graph(
@@ -82,7 +107,7 @@ def build_graph(
     interrupt_before: list[str] | None = None,
     interrupt_after: list[str] | None = None,
     name: str = "seal",
-) -> CompiledStateGraph[Any, Any, Any, Any]:
+) -> SealGraph:
     """The SEAL graph over a VQA chat model and a search model.
 
     ``vqa_model``: any LangChain chat model that accepts standard image content blocks.
@@ -120,29 +145,20 @@ def build_graph(
     start = graph.channels[START]
     assert isinstance(start, EphemeralValue)
     graph.channels[START] = _ImageReferencingInput(start.typ, start.guard, _input_coercer(config))
-    return graph
+    # Pregel.copy's own recipe, into the subclass (copies and with_config keep the class).
+    return SealGraph(**{k: v for k, v in graph.__dict__.items() if k != "__orig_class__"})
 
 
-def build_default_graph(config: SealConfig | None = None) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """The graph over the default real models (OWLv2 search, a transformers VQA model).
+def build_default_graph(
+    config: SealConfig | None = None, *, models: ModelSet | None = None
+) -> SealGraph:
+    """The graph over a default model set (``$SEAL_AGENT_MODELS``, see ``default_models``).
 
     The models are built on first use, not here: importing or building the graph never
     loads weights.
     """
-
-    def vqa() -> BaseChatModel:
-        from seal_agent.models import TransformersChatModel
-
-        return TransformersChatModel()
-
-    def searcher() -> SearchModel:
-        from seal_agent.models import OwlSearchModel
-
-        return OwlSearchModel()
-
-    return build_graph(
-        Lazy(vqa, "TransformersChatModel()"), Lazy(searcher, "OwlSearchModel()"), config
-    )
+    vqa, searcher = default_models(models)
+    return build_graph(vqa, searcher, config)
 
 
-__all__ = ["build_default_graph", "build_graph"]
+__all__ = ["SealGraph", "build_default_graph", "build_graph"]

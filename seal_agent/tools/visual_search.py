@@ -4,21 +4,41 @@ The content an agent reads is short: the answer and one line per target with its
 The artifact (kept out of the model's context by LangChain) holds what a program or UI
 wants: boxes, PNG crops of the found targets and the run's trace. Errors come back as
 tool messages the agent can read and act on, never as a crashed agent loop.
+
+Inside a LangGraph agent the tool gets the agent's state and stream writer (LangGraph's
+``ToolRuntime``): ``image="latest"`` names the user's photo in the conversation instead
+of copying it, and every event of the search (``search_step`` ...) is relayed to the
+agent's ``stream_mode="custom"``. The graph itself still runs in a thread of its own, so
+its checkpoints never mix with the agent's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any, cast
 
-from langchain_core.tools import StructuredTool, ToolException
+from langchain_core.tools import InjectedToolArg, StructuredTool, ToolException
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, Field, ValidationError
 
 from seal_agent.errors import SealError
 from seal_agent.graph.configuration import SealConfig
+from seal_agent.imaging.content_blocks import image_from_block, is_image_block
 from seal_agent.imaging.geometry import Box, crop_box_around
 from seal_agent.imaging.loading import encode_image, load_image
+from seal_agent.tools.conversation_images import (
+    REFERENCE_HELP,
+    messages_of,
+    parse_image_reference,
+    resolve_conversation_image,
+)
+
+#: LangGraph's ToolNode injects the agent's ``ToolRuntime`` (state, stream writer) into a
+#: tool parameter named ``runtime``; hidden from the model, None outside an agent.
+InjectedRuntime = Annotated[ToolRuntime | None, InjectedToolArg]
 
 DEFAULT_NAME = "visual_search"
 DEFAULT_DESCRIPTION = (
@@ -33,12 +53,12 @@ DEFAULT_DESCRIPTION = (
 class VisualSearchInput(BaseModel):
     """Arguments of the ``visual_search`` tool."""
 
-    image: str = Field(
+    image: str | dict[str, Any] = Field(
         description=(
-            "the image: a local file path, or a base64 data URL "
-            "('data:image/png;base64,...'), or an http(s) URL where downloads are enabled"
+            "the image: an image already in this conversation, named by reference: "
+            f"{REFERENCE_HELP}; or a local file path, or an http(s) URL where downloads are "
+            "enabled. Never copy image data into this argument."
         ),
-        min_length=1,
     )
     question: str = Field(description="the question about the image", min_length=1)
     targets: list[str] | None = Field(
@@ -114,6 +134,45 @@ def _artifact(out: dict[str, Any], crop_scale: float, include_crops: bool) -> di
     }
 
 
+def _image_input(image: str | dict[str, Any], runtime: Any) -> Any:
+    """The graph's image input for the tool's ``image`` argument."""
+    if isinstance(image, dict):
+        if not is_image_block(image):
+            raise ToolException(
+                "image: an object must be an image content block (LangChain 'image', OpenAI "
+                f"'image_url' or Anthropic 'image'); got type {image.get('type')!r}"
+            )
+        return image_from_block(image)
+    if parse_image_reference(image) is not None:
+        state = getattr(runtime, "state", None) if runtime is not None else None
+        messages = messages_of(state) if state is not None else None
+        return resolve_conversation_image(image, messages)
+    return image
+
+
+def _relay(runtime: Any) -> Callable[[Any], None]:
+    """Forwards the graph's custom events to the calling agent's stream, if there is one."""
+    writer = getattr(runtime, "stream_writer", None) if runtime is not None else None
+    if writer is None:
+        try:
+            from langgraph.config import get_stream_writer
+
+            writer = get_stream_writer()
+        except (RuntimeError, KeyError):  # not inside a LangGraph run
+            writer = None
+    if writer is None:
+        return lambda event: None
+    call_id = getattr(runtime, "tool_call_id", None)
+    write = cast(Callable[[Any], None], writer)
+
+    def relay(event: Any) -> None:
+        if call_id is not None and isinstance(event, dict):
+            event = {**event, "tool_call_id": call_id}
+        write(event)
+
+    return relay
+
+
 def _error_message(error: ToolException) -> str:
     return f"visual_search failed: {error}"
 
@@ -157,11 +216,17 @@ def create_visual_search_tool(
         return default_graph
 
     def request(
-        image: str, question: str, targets: list[str] | None
+        image: str | dict[str, Any], question: str, targets: list[str] | None, runtime: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        state: dict[str, Any] = {"image": image, "question": question}
+        state: dict[str, Any] = {
+            "image": _image_input(image, runtime),
+            "question": question,
+        }
         if targets is not None:
             state["targets"] = targets
+        # A configurable of its own: a fresh thread, and none of the parent's checkpoint
+        # keys, so the graph never writes into the agent's checkpoints. The parent's
+        # callbacks (tracing) still reach it through the run's context.
         return state, {"configurable": {"thread_id": f"visual-search-{uuid.uuid4()}"}}
 
     def finish(out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -170,21 +235,48 @@ def create_visual_search_tool(
         except SealError as exc:
             raise ToolException(str(exc)) from exc
 
-    def run(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
-        state, run_config = request(image, question, targets)
+    def run(
+        image: str | dict[str, Any],
+        question: str,
+        targets: list[str] | None = None,
+        runtime: InjectedRuntime = None,
+    ) -> tuple[str, dict]:
+        relay = _relay(runtime)
         try:
-            out = the_graph().invoke(state, run_config, context=config)
+            state, run_config = request(image, question, targets, runtime)
+            out: dict[str, Any] = {}
+            for mode, chunk in the_graph().stream(
+                state, run_config, context=config, stream_mode=["custom", "values"]
+            ):
+                if mode == "custom":
+                    relay(chunk)
+                else:
+                    out = chunk
         except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
         return finish(out)
 
-    async def arun(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
-        state, run_config = request(image, question, targets)
+    async def arun(
+        image: str | dict[str, Any],
+        question: str,
+        targets: list[str] | None = None,
+        runtime: InjectedRuntime = None,
+    ) -> tuple[str, dict]:
+        relay = _relay(runtime)
         try:
-            out = await the_graph().ainvoke(state, run_config, context=config)
+            # Decoding a conversation's base64 image is CPU work: off the event loop.
+            state, run_config = await asyncio.to_thread(request, image, question, targets, runtime)
+            out: dict[str, Any] = {}
+            async for mode, chunk in the_graph().astream(
+                state, run_config, context=config, stream_mode=["custom", "values"]
+            ):
+                if mode == "custom":
+                    relay(chunk)
+                else:
+                    out = chunk
         except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
-        return finish(out)
+        return await asyncio.to_thread(finish, out)
 
     return StructuredTool.from_function(
         func=run,

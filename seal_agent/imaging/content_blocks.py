@@ -1,0 +1,105 @@
+"""Images inside chat content blocks, as agents and chat APIs carry them.
+
+An agent's conversation holds the user's photo as a content block, in one of a few
+shapes: LangChain's standard block (``{"type": "image", "base64" | "url": ...}``, or the
+older ``source_type`` form), OpenAI's ``{"type": "image_url", "image_url": {"url": ...}}``,
+Anthropic's ``{"type": "image", "source": {...}}`` and MCP's
+``{"type": "image", "data": ..., "mimeType": ...}``. This module reads the image out of
+any of them as an input ``to_image_ref`` accepts (raw bytes or a URL string), so nobody
+has to copy base64 into a tool argument.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from seal_agent.errors import InvalidImageError
+
+#: Block ``type`` values that carry an image.
+IMAGE_BLOCK_TYPES = frozenset({"image", "image_url", "input_image"})
+
+
+def is_image_block(value: object) -> bool:
+    """Whether ``value`` is a content block holding an image (not an ``ImageRef``)."""
+    return (
+        isinstance(value, Mapping)
+        and value.get("type") in IMAGE_BLOCK_TYPES
+        and "uri" not in value  # an ImageRef never has a "type"; be explicit anyway
+    )
+
+
+def _b64(data: object, what: str) -> bytes:
+    if not isinstance(data, str | bytes) or not data:
+        raise InvalidImageError(f"{what} has no base64 data")
+    text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
+    if text[:5].lower() == "data:":
+        _, _, text = text.partition(",")
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidImageError(f"{what} is not valid base64: {exc}") from exc
+
+
+def _url(value: object, what: str) -> str:
+    if isinstance(value, Mapping):
+        value = value.get("url")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidImageError(f"{what} has no image URL")
+    return value.strip()
+
+
+def image_from_block(block: Mapping[str, Any]) -> bytes | str:
+    """The image in a content block: decoded bytes, or a URL (http(s) or data URL).
+
+    Raises ``InvalidImageError`` naming the problem for a block without a usable image
+    (e.g. a provider ``file_id``, which only that provider can resolve).
+    """
+    kind = block.get("type")
+    what = f"the {kind!r} content block"
+    source_type = block.get("source_type")  # LangChain v0 standard block
+    if kind == "image_url":  # OpenAI chat completions
+        return _url(block.get("image_url"), what)
+    if kind == "input_image":  # OpenAI responses API
+        if block.get("image_url"):
+            return _url(block.get("image_url"), what)
+    elif kind == "image":
+        source = block.get("source")
+        if isinstance(source, Mapping):  # Anthropic
+            if source.get("type") == "base64":
+                return _b64(source.get("data"), what)
+            if source.get("type") == "url":
+                return _url(source.get("url"), what)
+        if source_type == "base64" or block.get("base64") or block.get("data"):
+            return _b64(block.get("base64") or block.get("data"), what)
+        if source_type == "url" or block.get("url"):
+            return _url(block.get("url"), what)
+    else:
+        raise InvalidImageError(f"{what} is not an image block")
+    if block.get("file_id") or block.get("id") or source_type == "id":
+        raise InvalidImageError(
+            f"{what} refers to a provider-side file id, which only that provider can read; "
+            "pass the image itself (base64 or a URL)"
+        )
+    raise InvalidImageError(f"{what} holds no image data or URL")
+
+
+def _content_of(message: object) -> object:
+    if isinstance(message, Mapping):
+        return message.get("content")
+    return getattr(message, "content", None)
+
+
+def images_in_messages(messages: Iterable[object]) -> list[Mapping[str, Any]]:
+    """Every image block in a conversation, oldest first (messages or message dicts)."""
+    found: list[Mapping[str, Any]] = []
+    for message in messages:
+        content = _content_of(message)
+        if isinstance(content, list):
+            found.extend(b for b in content if is_image_block(b))
+    return found
+
+
+__all__ = ["IMAGE_BLOCK_TYPES", "image_from_block", "images_in_messages", "is_image_block"]
