@@ -25,7 +25,12 @@ from seal_agent.graph.configuration import SealConfig
 from seal_agent.graph.default_models import ModelSet, default_models
 from seal_agent.graph.nodes import Lazy, SealNodes
 from seal_agent.graph.state import SealInput, SealOutput, SealState
-from seal_agent.imaging.content_blocks import image_from_block, is_image_block
+from seal_agent.imaging.content_blocks import (
+    data_url_bytes,
+    image_from_block,
+    is_data_url,
+    is_image_block,
+)
 from seal_agent.imaging.loading import is_image_ref, to_image_ref
 from seal_agent.search import SearchModel
 
@@ -70,6 +75,8 @@ def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
         image = value["image"]
         if is_image_block(image):  # an agent's or a chat API's image content block
             image = image_from_block(image)
+        elif is_data_url(image):  # decoded in GIL-releasing steps
+            image = data_url_bytes(image)
         ref = to_image_ref(image, max_pixels=config.max_image_pixels, cache_dir=config.cache_dir)
         # A new question in a reused thread must not inherit the last run's targets or
         # options: absent keys are written as None.

@@ -31,14 +31,55 @@ def is_image_block(value: object) -> bool:
     )
 
 
+#: Base64 characters handled per step (a multiple of 4). Every whole-string operation
+#: (slicing, encoding, ``b64decode``) holds the GIL for its whole input: on a 30 MB data
+#: URL each one would freeze an event loop running in another thread for tens of
+#: milliseconds, so the text is read in 256 KiB steps, between which the loop runs.
+_B64_STEP = 1 << 18
+_WHITESPACE = (b"\n", b" ", b"\r", b"\t")
+
+
+def decode_base64(text: str | bytes, start: int = 0) -> bytes:
+    """Base64 from ``text[start:]`` to bytes, stepwise (whitespace ignored, padding optional)."""
+    parts: list[bytes] = []
+    carry = b""
+    for i in range(start, len(text), _B64_STEP):
+        piece = text[i : i + _B64_STEP]
+        raw = piece.encode("ascii", "ignore") if isinstance(piece, str) else piece
+        if any(c in raw for c in _WHITESPACE):
+            raw = b"".join(raw.split())
+        raw = carry + raw
+        cut = len(raw) - len(raw) % 4
+        parts.append(base64.b64decode(raw[:cut], validate=False))
+        carry = raw[cut:]
+    if carry.rstrip(b"="):
+        carry = carry.rstrip(b"=")
+        parts.append(base64.b64decode(carry + b"=" * (-len(carry) % 4), validate=False))
+    return b"".join(parts)
+
+
+def is_data_url(value: object) -> bool:
+    return isinstance(value, str) and value[:5].lower() == "data:"
+
+
+def data_url_bytes(text: str) -> bytes:
+    """The payload of a base64 data URL (``data:image/png;base64,...``)."""
+    comma = text.find(",", 0, 512)
+    if comma < 0 or ";base64" not in text[:comma].lower():
+        raise InvalidImageError("a data-URL image must look like 'data:image/png;base64,...'")
+    try:
+        return decode_base64(text, comma + 1)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidImageError(f"the data-URL image is not valid base64: {exc}") from exc
+
+
 def _b64(data: object, what: str) -> bytes:
     if not isinstance(data, str | bytes) or not data:
         raise InvalidImageError(f"{what} has no base64 data")
-    text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
-    if text[:5].lower() == "data:":
-        _, _, text = text.partition(",")
+    if isinstance(data, str) and is_data_url(data):
+        return data_url_bytes(data)
     try:
-        return base64.b64decode(text, validate=False)
+        return decode_base64(data)
     except (binascii.Error, ValueError) as exc:
         raise InvalidImageError(f"{what} is not valid base64: {exc}") from exc
 
@@ -51,6 +92,10 @@ def _url(value: object, what: str) -> str:
     return value.strip()
 
 
+def _decoded(url: str) -> bytes | str:
+    return data_url_bytes(url) if is_data_url(url) else url
+
+
 def image_from_block(block: Mapping[str, Any]) -> bytes | str:
     """The image in a content block: decoded bytes, or a URL (http(s) or data URL).
 
@@ -61,21 +106,21 @@ def image_from_block(block: Mapping[str, Any]) -> bytes | str:
     what = f"the {kind!r} content block"
     source_type = block.get("source_type")  # LangChain v0 standard block
     if kind == "image_url":  # OpenAI chat completions
-        return _url(block.get("image_url"), what)
+        return _decoded(_url(block.get("image_url"), what))
     if kind == "input_image":  # OpenAI responses API
         if block.get("image_url"):
-            return _url(block.get("image_url"), what)
+            return _decoded(_url(block.get("image_url"), what))
     elif kind == "image":
         source = block.get("source")
         if isinstance(source, Mapping):  # Anthropic
             if source.get("type") == "base64":
                 return _b64(source.get("data"), what)
             if source.get("type") == "url":
-                return _url(source.get("url"), what)
+                return _decoded(_url(source.get("url"), what))
         if source_type == "base64" or block.get("base64") or block.get("data"):
             return _b64(block.get("base64") or block.get("data"), what)
         if source_type == "url" or block.get("url"):
-            return _url(block.get("url"), what)
+            return _decoded(_url(block.get("url"), what))
     else:
         raise InvalidImageError(f"{what} is not an image block")
     if block.get("file_id") or block.get("id") or source_type == "id":
@@ -102,4 +147,12 @@ def images_in_messages(messages: Iterable[object]) -> list[Mapping[str, Any]]:
     return found
 
 
-__all__ = ["IMAGE_BLOCK_TYPES", "image_from_block", "images_in_messages", "is_image_block"]
+__all__ = [
+    "IMAGE_BLOCK_TYPES",
+    "data_url_bytes",
+    "decode_base64",
+    "image_from_block",
+    "images_in_messages",
+    "is_data_url",
+    "is_image_block",
+]
