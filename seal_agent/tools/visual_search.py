@@ -290,4 +290,22 @@ def create_visual_search_tool(
     )
 
 
-__all__ = ["DEFAULT_DESCRIPTION", "VisualSearchInput", "create_visual_search_tool"]
+def result_text(out: dict[str, Any]) -> str:
+    """What the tool tells an agent about a finished run: the answer, one line per target."""
+    return _content(out)
+
+
+def result_artifact(
+    out: dict[str, Any], crop_scale: float = 1.2, include_crops: bool = True
+) -> dict[str, Any]:
+    """The tool's artifact of a finished run: boxes, PNG crops (base64) and the trace."""
+    return _artifact(out, crop_scale, include_crops)
+
+
+__all__ = [
+    "DEFAULT_DESCRIPTION",
+    "VisualSearchInput",
+    "create_visual_search_tool",
+    "result_artifact",
+    "result_text",
+]
