@@ -62,6 +62,9 @@ class StepRecord(TypedDict):
     best_score: float | None
     cue: str
     kind: str | None  # root / split / zoom / tile
+    #: The target heatmap over the patch, downsampled; only with
+    #: ``SearchConfig(trace_heatmaps=N)``, so checkpoints hold none unless asked.
+    heatmap: NotRequired[list[list[float]]]
 
 
 class TargetOutcome(TypedDict):

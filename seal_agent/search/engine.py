@@ -52,7 +52,13 @@ from seal_agent.search.protocol import (
     SearchModel,
     validate_predictions,
 )
-from seal_agent.search.result import ScoredBox, SearchResult, StopReason, TraceStep
+from seal_agent.search.result import (
+    ScoredBox,
+    SearchResult,
+    StopReason,
+    TraceStep,
+    downsample_heatmap,
+)
 from seal_agent.search.tiling import (
     is_native_leaf,
     is_seal_leaf,
@@ -355,6 +361,11 @@ class _SearchRun:
             cue=cue,
             context_phrase=cue_phrase,
             kind=node.kind,
+            heatmap=(
+                downsample_heatmap(per_phrase[0].heatmap, self.cfg.trace_heatmaps)
+                if self.cfg.trace_heatmaps
+                else None
+            ),
         )
         self.trace.append(step)
         if self.on_step is not None:

@@ -134,6 +134,13 @@ def _artifact(out: dict[str, Any], crop_scale: float, include_crops: bool) -> di
     }
 
 
+def _visualization(out: dict[str, Any]) -> str:
+    """The picture of the run's searches (``seal_agent.viz``), PNG in base64."""
+    from seal_agent.viz import render_search
+
+    return encode_image(render_search(out, max_side=1280), "png")
+
+
 def _image_input(image: str | dict[str, Any], runtime: Any) -> Any:
     """The graph's image input for the tool's ``image`` argument."""
     if isinstance(image, dict):
@@ -193,10 +200,13 @@ def create_visual_search_tool(
     name: str = DEFAULT_NAME,
     description: str = DEFAULT_DESCRIPTION,
     include_crops: bool = True,
+    include_visualization: bool = False,
 ) -> StructuredTool:
     """A ``visual_search`` tool over a SEAL graph (the lazily built default if ``None``).
 
     ``config`` is passed to every call as the graph's runtime context (per-call settings).
+    ``include_visualization`` adds the picture of the search (``seal_agent.viz``) to the
+    artifact as ``visualization_png_base64``.
     Each call runs in a fresh thread id, so calls never share state even when the graph
     has a checkpointer.
     """
@@ -231,7 +241,10 @@ def create_visual_search_tool(
 
     def finish(out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
-            return _content(out), _artifact(out, crop_scale, include_crops)
+            artifact = _artifact(out, crop_scale, include_crops)
+            if include_visualization:
+                artifact["visualization_png_base64"] = _visualization(out)
+            return _content(out), artifact
         except SealError as exc:
             raise ToolException(str(exc)) from exc
 
