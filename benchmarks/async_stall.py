@@ -10,7 +10,10 @@ between wake-ups beyond the requested sleep is the worst stall any other corouti
     input channel, and so references the image, in the event loop's thread.
 
 Shape-world reference models, explicit target (no listing), fresh cache directory per
-run so every in-memory image is hashed and spilled for real. Target: < 50 ms.
+run so every in-memory image is hashed and spilled for real. Target: < 50 ms. The
+stall also counts the GIL held by the run's worker threads (PIL's PNG decoder holds it
+in chunks) and, on a loaded machine, time the loop's thread waits for a core: the
+"noise floor" row is the same heartbeat with an idle loop.
 
     python benchmarks/async_stall.py --repeats 3
 """
@@ -99,6 +102,18 @@ def main() -> None:
         "file path": lambda d: str(d / "scene.png"),
     }
     rows: list[dict[str, Any]] = []
+    # The machine's own floor: the same heartbeat while the loop only sleeps for 1 s.
+    idle = [asyncio.run(_max_stall_ms(functools.partial(asyncio.sleep, 1.0)))[0]]
+    idle += [asyncio.run(_max_stall_ms(functools.partial(asyncio.sleep, 1.0)))[0]]
+    rows.append(
+        {
+            "input": "(none: the loop only sleeps)",
+            "path": "noise floor",
+            "max_stall_ms": round(max(idle), 1),
+            "median_stall_ms": round(statistics.median(idle), 1),
+            "median_wall_s": 1.0,
+        }
+    )
     for kind, make in inputs_by_kind.items():
         for variant in ("SealGraph.astream", "CompiledStateGraph.astream"):
             stalls, walls = [], []
