@@ -43,12 +43,11 @@ class RichProgress:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress, SpinnerColumn, TextColumn
 
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
-            TimeElapsedColumn(),
             console=Console(stderr=True),
         )
         self._progress.start()
@@ -88,7 +87,9 @@ class RichProgress:
             target = event["target"]
             if kind == "target_found":
                 box = ", ".join(f"{v:.0f}" for v in event.get("box") or [])
-                text = f"{target!r}: found at [{box}], confidence {event.get('confidence')}"
+                confidence = event.get("confidence")
+                conf = f", confidence {confidence:.2f}" if isinstance(confidence, float) else ""
+                text = f"{target!r}: found at [{box}]{conf}"
             else:
                 text = f"{target!r}: not found ({event.get('stop_reason')})"
             self._done(f"search:{target}", f"{text}, {event.get('patches_scored')} patches")
