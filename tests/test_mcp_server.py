@@ -189,3 +189,19 @@ def test_streamable_http_serves_on_localhost(tmp_path: Path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
+
+
+def test_the_server_refuses_to_start_without_obtainable_weights(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seal_agent.cli import main
+
+    monkeypatch.delenv("SEAL_AGENT_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    assert main(["mcp"]) == 2
+    err = capsys.readouterr().err
+    assert "not in the local cache" in err
+    assert "--shapeworld" in err
+    assert main(["mcp", "--allow-root", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -188,3 +189,29 @@ def test_references_out_of_range_or_without_a_conversation_say_why():
         resolve_conversation_image("latest", None)
     with pytest.raises(InvalidImageError, match="numbered from 1"):
         resolve_conversation_image("image:0", messages)
+
+
+class _Recorder(BaseCallbackHandler):
+    """Records which runs a callback handler given to the agent sees."""
+
+    def __init__(self) -> None:
+        self.chat_models: list[str] = []
+        self.graph_parents: list[Any] = []
+
+    def on_chat_model_start(self, serialized, messages, **kwargs) -> None:
+        self.chat_models.append((serialized or {}).get("name", "?"))
+
+    def on_chain_start(self, serialized, inputs, **kwargs) -> None:
+        if kwargs.get("name") == "seal":
+            self.graph_parents.append(kwargs.get("parent_run_id"))
+
+
+def test_the_parents_callbacks_reach_the_tools_graph(graph, scene, scene_b64):
+    recorder = _Recorder()
+    photo = {"type": "image", "base64": scene_b64, "mime_type": "image/png"}
+    agent = _agent(graph, scene.question)
+    agent.invoke({"messages": [HumanMessage(content=[photo])]}, {"callbacks": [recorder]})
+    # The graph's run is nested under the tool's run, and its chat model calls are traced.
+    assert len(recorder.graph_parents) == 1
+    assert recorder.graph_parents[0] is not None
+    assert "ReferenceVQAChatModel" in recorder.chat_models

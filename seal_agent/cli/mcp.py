@@ -8,6 +8,7 @@ Needs the ``mcp`` extra (``pip install 'seal-agent[mcp]'``).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from seal_agent.errors import SealError
@@ -37,6 +38,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mcp.set_defaults(handler=mcp_command)
 
 
+def _check_default_weights() -> None:
+    from seal_agent.cli.weights import ensure_weights_obtainable
+    from seal_agent.models.defaults import DEFAULT_SEARCH_MODEL_ID, DEFAULT_VQA_MODEL_ID
+
+    ensure_weights_obtainable(
+        [
+            os.environ.get("SEAL_AGENT_VQA_MODEL") or DEFAULT_VQA_MODEL_ID,
+            os.environ.get("SEAL_AGENT_SEARCH_MODEL") or DEFAULT_SEARCH_MODEL_ID,
+        ]
+    )
+
+
 def mcp_command(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise SealError(f"--port must be between 1 and 65535, got {args.port}")
@@ -51,7 +64,10 @@ def mcp_command(args: argparse.Namespace) -> int:
             "pip install 'seal-agent[mcp]'"
         ) from exc
     from seal_agent.graph import build_default_graph
+    from seal_agent.graph.default_models import model_set_from_env
 
+    if not args.shapeworld and model_set_from_env() == "transformers":
+        _check_default_weights()  # fail now, not at a client's first call
     graph = build_default_graph(models="shapeworld") if args.shapeworld else None
     server = build_mcp_server(graph, allowed_roots=args.roots or (), allow_urls=args.allow_urls)
     if args.transport == "stdio":
