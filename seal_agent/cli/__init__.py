@@ -11,18 +11,28 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
+from seal_agent import __version__
 from seal_agent.errors import SealError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("ask", "eval")
+COMMANDS: tuple[str, ...] = ("ask", "eval", "mcp")
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad flags end in one line naming the problem (and where to get help), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="seal-agent",
         description="Ask questions about high-resolution images with SEAL / V* guided search.",
     )
+    parser.add_argument("--version", action="version", version=f"seal-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"seal_agent.cli.{name}").register(sub)

@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 from langgraph.channels.ephemeral_value import EphemeralValue
 from langgraph.constants import END, START
 from langgraph.graph import StateGraph
@@ -21,9 +22,16 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from seal_agent.graph.configuration import SealConfig
+from seal_agent.graph.default_models import ModelSet, default_models
 from seal_agent.graph.nodes import Lazy, SealNodes
 from seal_agent.graph.state import SealInput, SealOutput, SealState
-from seal_agent.imaging.loading import to_image_ref
+from seal_agent.imaging.content_blocks import (
+    data_url_bytes,
+    image_from_block,
+    is_data_url,
+    is_image_block,
+)
+from seal_agent.imaging.loading import is_image_ref, to_image_ref
 from seal_agent.search import SearchModel
 from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES
 
@@ -37,22 +45,29 @@ class _ImageReferencingInput(EphemeralValue):
     checkpoint pixel-free; in-memory images are spilled to the cache directory once.
     """
 
-    __slots__ = ("coerce",)
+    __slots__ = ("coerce", "settings")
 
     def __init__(
-        self, typ: Any, guard: bool = True, coerce: Callable[[Any], Any] | None = None
+        self,
+        typ: Any,
+        guard: bool = True,
+        coerce: Callable[[Any], Any] | None = None,
+        settings: SealConfig | None = None,
     ) -> None:
         super().__init__(typ, guard)
         self.coerce = coerce
+        # The build-time settings ride on the channel, so every copy of the graph
+        # (with_config, the server's copies) still knows its deployment policy.
+        self.settings = settings
 
     def copy(self) -> _ImageReferencingInput:
         empty = super().copy()
-        empty.coerce = self.coerce
+        empty.coerce, empty.settings = self.coerce, self.settings
         return empty
 
     def from_checkpoint(self, checkpoint: Any) -> _ImageReferencingInput:
         empty = super().from_checkpoint(checkpoint)
-        empty.coerce = self.coerce
+        empty.coerce, empty.settings = self.coerce, self.settings
         return empty
 
     def update(self, values: Sequence[Any]) -> bool:
@@ -61,15 +76,11 @@ class _ImageReferencingInput(EphemeralValue):
         return super().update(values)
 
 
-_BUILD_SETTINGS: weakref.WeakKeyDictionary[Any, SealConfig] = weakref.WeakKeyDictionary()
-
-
 def graph_settings(graph: object) -> SealConfig | None:
     """The build-time settings of a graph made by ``build_graph`` (None for others)."""
-    try:
-        return _BUILD_SETTINGS.get(graph)
-    except TypeError:
-        return None
+    channels = getattr(graph, "channels", None)
+    start = channels.get(START) if isinstance(channels, dict) else None
+    return start.settings if isinstance(start, _ImageReferencingInput) else None
 
 
 def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
@@ -78,12 +89,37 @@ def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
     def coerce(value: Any) -> Any:
         if not isinstance(value, dict) or "image" not in value:
             return value
-        ref = to_image_ref(value["image"], policy=policy)
+        image = value["image"]
+        if is_image_block(image):  # an agent's or a chat API's image content block
+            image = image_from_block(image)
+        elif is_data_url(image):  # decoded in GIL-releasing steps
+            image = data_url_bytes(image)
+        ref = to_image_ref(image, policy=policy)
         # A new question in a reused thread must not inherit the last run's targets or
         # options: absent keys are written as None.
         return {"targets": None, "options": None, **value, "image": ref}
 
     return coerce
+
+
+class SealGraph(CompiledStateGraph[Any, Any, Any, Any]):
+    """The compiled SEAL graph: a ``CompiledStateGraph`` whose async runs never block.
+
+    Turning an in-memory image into an ``ImageRef`` hashes it and writes it to the cache
+    directory, and even a path is checked on disk; LangGraph writes the input channel in
+    the event loop's thread. Under ``astream`` (and so ``ainvoke``, ``astream_events``
+    and the LangGraph Server) the image is referenced in a worker thread first; the
+    input channel then only copies the reference.
+    """
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        coerce = getattr(self.channels.get(START), "coerce", None)
+        if coerce is not None and isinstance(input, dict) and not is_image_ref(input.get("image")):
+            input = await asyncio.to_thread(coerce, input)
+        async for chunk in super().astream(input, config, **kwargs):
+            yield chunk
 
 
 def build_graph(
@@ -96,7 +132,7 @@ def build_graph(
     interrupt_after: list[str] | None = None,
     name: str = "seal",
     view_cache_bytes: int = DEFAULT_VIEW_CACHE_BYTES,
-) -> CompiledStateGraph[Any, Any, Any, Any]:
+) -> SealGraph:
     """The SEAL graph over a VQA chat model and a search model.
 
     ``vqa_model``: any LangChain chat model that accepts standard image content blocks.
@@ -135,31 +171,23 @@ def build_graph(
     )
     start = graph.channels[START]
     assert isinstance(start, EphemeralValue)
-    graph.channels[START] = _ImageReferencingInput(start.typ, start.guard, _input_coercer(config))
-    _BUILD_SETTINGS[graph] = config
-    return graph
+    graph.channels[START] = _ImageReferencingInput(
+        start.typ, start.guard, _input_coercer(config), settings=config
+    )
+    # Pregel.copy's own recipe, into the subclass (copies and with_config keep the class).
+    return SealGraph(**{k: v for k, v in graph.__dict__.items() if k != "__orig_class__"})
 
 
-def build_default_graph(config: SealConfig | None = None) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """The graph over the default real models (OWLv2 search, a transformers VQA model).
+def build_default_graph(
+    config: SealConfig | None = None, *, models: ModelSet | None = None
+) -> SealGraph:
+    """The graph over a default model set (``$SEAL_AGENT_MODELS``, see ``default_models``).
 
     The models are built on first use, not here: importing or building the graph never
     loads weights.
     """
-
-    def vqa() -> BaseChatModel:
-        from seal_agent.models import TransformersChatModel
-
-        return TransformersChatModel()
-
-    def searcher() -> SearchModel:
-        from seal_agent.models import OwlSearchModel
-
-        return OwlSearchModel()
-
-    return build_graph(
-        Lazy(vqa, "TransformersChatModel()"), Lazy(searcher, "OwlSearchModel()"), config
-    )
+    vqa, searcher = default_models(models)
+    return build_graph(vqa, searcher, config)
 
 
-__all__ = ["build_default_graph", "build_graph", "graph_settings"]
+__all__ = ["SealGraph", "build_default_graph", "build_graph", "graph_settings"]

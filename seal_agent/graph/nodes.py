@@ -124,7 +124,7 @@ def _box_list(box: Sequence[float] | None) -> list[float] | None:
 
 
 def step_record(step: TraceStep) -> StepRecord:
-    return StepRecord(
+    record = StepRecord(
         index=step.index,
         parent=step.parent,
         patch=_box_list(step.patch) or [],
@@ -134,6 +134,9 @@ def step_record(step: TraceStep) -> StepRecord:
         cue=step.cue,
         kind=step.kind,
     )
+    if step.heatmap is not None:  # kept only when SearchConfig.trace_heatmaps asks
+        record["heatmap"] = step.heatmap
+    return record
 
 
 def outcome_from_result(result: SearchResult) -> TargetOutcome:

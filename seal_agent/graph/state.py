@@ -9,9 +9,46 @@ resumed run in another process reads it back unchanged.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+import os
+from typing import Annotated, Any, Literal, NotRequired
 
-from seal_agent.imaging.loading import ImageInput, ImageRef
+from PIL import Image
+from pydantic import PlainValidator
+from pydantic.json_schema import SkipJsonSchema
+
+# typing_extensions' TypedDict: pydantic (and so LangGraph's JSON schemas, which the
+# LangGraph Server publishes) refuses typing.TypedDict before Python 3.12.
+from typing_extensions import TypedDict
+
+from seal_agent.imaging.loading import ImageOrigin
+
+
+class ImageRef(TypedDict, total=False):
+    """The state's image: ``seal_agent.imaging.loading.ImageRef``, field for field.
+
+    Declared here with ``typing_extensions.TypedDict`` so the graph's JSON schemas
+    generate; the two are the same type to a type checker (TypedDicts are structural).
+    """
+
+    uri: str
+    origin: ImageOrigin
+    digest: str
+    source_url: str
+    width: int
+    height: int
+
+
+def _as_given(value: Any) -> Any:
+    return value
+
+
+#: A PIL image passes schema validation as it is and is left out of the JSON schema.
+_PILImage = SkipJsonSchema[Annotated[Image.Image, PlainValidator(_as_given)]]
+
+#: What ``image`` may be on input. In JSON: a path, an http(s) or base64 data URL, or an
+#: object (a LangChain standard image block, an OpenAI ``image_url`` block, an Anthropic
+#: image block, or an ``ImageRef``). From Python also a ``Path``, raw bytes or a PIL image.
+ImageInputField = str | os.PathLike[str] | bytes | dict[str, Any] | _PILImage
 
 
 class StepRecord(TypedDict):
@@ -25,6 +62,9 @@ class StepRecord(TypedDict):
     best_score: float | None
     cue: str
     kind: str | None  # root / split / zoom / tile
+    #: The target heatmap over the patch, downsampled; only with
+    #: ``SearchConfig(trace_heatmaps=N)``, so checkpoints hold none unless asked.
+    heatmap: NotRequired[list[list[float]]]
 
 
 class TargetOutcome(TypedDict):
@@ -61,13 +101,14 @@ def merge_outcomes(
 class SealInput(TypedDict):
     """What a caller passes to ``graph.invoke``.
 
-    ``image``: a file path, ``pathlib.Path``, PIL image, raw bytes, base64 data URL, or
-    an http(s) URL (when ``SealConfig.allow_urls``). It is turned into an ``ImageRef``
-    as it enters the graph, before the first checkpoint. ``targets``: search for these
+    ``image``: a file path, ``pathlib.Path``, PIL image, raw bytes, base64 data URL, an
+    http(s) URL (when ``SealConfig.allow_urls``), or an image content block (LangChain
+    standard, OpenAI ``image_url``, Anthropic). It is turned into an ``ImageRef`` as it
+    enters the graph, before the first checkpoint. ``targets``: search for these
     objects and skip the listing step (``[]`` answers from the global image alone).
     """
 
-    image: ImageInput | ImageRef
+    image: ImageInputField
     question: str
     options: NotRequired[list[str] | None]
     targets: NotRequired[list[str] | None]
@@ -122,6 +163,8 @@ class SearchTask(TypedDict):
 
 __all__ = [
     "Event",
+    "ImageInputField",
+    "ImageRef",
     "SealInput",
     "SealOutput",
     "SealState",

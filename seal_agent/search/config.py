@@ -46,6 +46,15 @@ class SearchConfig(BaseModel):
     )
     crop_scale: float = Field(1.2, ge=1, description="VWM crop size relative to the found box")
     seed: int = Field(0, description="seed of the random baselines")
+    trace_heatmaps: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "keep each step's target heatmap in the trace, downsampled to at most NxN "
+            "(for seal_agent.viz); 0, the default, keeps none, so states stay small"
+        ),
+    )
     # -- added by the search engine (all optional; defaults are the measured best) --------
     batch_size: int | None = Field(
         None,

@@ -61,7 +61,13 @@ from seal_agent.search.protocol import (
     declared_score_range,
     validate_predictions,
 )
-from seal_agent.search.result import ScoredBox, SearchResult, StopReason, TraceStep
+from seal_agent.search.result import (
+    ScoredBox,
+    SearchResult,
+    StopReason,
+    TraceStep,
+    downsample_heatmap,
+)
 from seal_agent.search.signal import peak_cell, peak_share, peak_signal
 from seal_agent.search.tiling import (
     is_native_leaf,
@@ -465,6 +471,11 @@ class _SearchRun:
             cue=cue,
             context_phrase=cue_phrase,
             kind=node.kind,
+            heatmap=(
+                downsample_heatmap(per_phrase[0].heatmap, self.cfg.trace_heatmaps)
+                if self.cfg.trace_heatmaps
+                else None
+            ),
         )
         self.trace.append(step)
         if self.on_step is not None:

@@ -4,27 +4,46 @@ The content an agent reads is short: the answer and one line per target with its
 The artifact (kept out of the model's context by LangChain) holds what a program or UI
 wants: boxes, PNG crops of the found targets and the run's trace. Errors come back as
 tool messages the agent can read and act on, never as a crashed agent loop.
+
+Inside a LangGraph agent the tool gets the agent's state and stream writer (LangGraph's
+``ToolRuntime``): ``image="latest"`` names the user's photo in the conversation instead
+of copying it, and every event of the search (``search_step`` ...) is relayed to the
+agent's ``stream_mode="custom"``. The graph itself still runs in a thread of its own, so
+its checkpoints never mix with the agent's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, cast
 
-from langchain_core.tools import StructuredTool, ToolException
+from langchain_core.tools import InjectedToolArg, StructuredTool, ToolException
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, Field, ValidationError
 
 from seal_agent.errors import SealError
 from seal_agent.graph.builder import graph_settings
 from seal_agent.graph.configuration import SealConfig, merge_overrides
+from seal_agent.imaging.content_blocks import image_from_block, is_image_block
 from seal_agent.imaging.geometry import Box, crop_box_around
 from seal_agent.imaging.loading import encode_image, load_image
 from seal_agent.imaging.paths import caller_image_source
 from seal_agent.imaging.policy import ImagePolicy
+from seal_agent.tools.conversation_images import (
+    REFERENCE_HELP,
+    messages_of,
+    parse_image_reference,
+    resolve_conversation_image,
+)
+
+#: LangGraph's ToolNode injects the agent's ``ToolRuntime`` (state, stream writer) into a
+#: tool parameter named ``runtime``; hidden from the model, None outside an agent.
+InjectedRuntime = Annotated[ToolRuntime | None, InjectedToolArg]
 
 DEFAULT_NAME = "visual_search"
 DEFAULT_DESCRIPTION = (
@@ -39,12 +58,12 @@ DEFAULT_DESCRIPTION = (
 class VisualSearchInput(BaseModel):
     """Arguments of the ``visual_search`` tool."""
 
-    image: str = Field(
+    image: str | dict[str, Any] = Field(
         description=(
-            "the image: a local file path, or a base64 data URL "
-            "('data:image/png;base64,...'), or an http(s) URL where downloads are enabled"
+            "the image: an image already in this conversation, named by reference: "
+            f"{REFERENCE_HELP}; or a local file path, or an http(s) URL where downloads are "
+            "enabled. Never copy image data into this argument."
         ),
-        min_length=1,
     )
     question: str = Field(description="the question about the image", min_length=1)
     targets: list[str] | None = Field(
@@ -122,6 +141,52 @@ def _artifact(
     }
 
 
+def _visualization(out: dict[str, Any]) -> str:
+    """The picture of the run's searches (``seal_agent.viz``), PNG in base64."""
+    from seal_agent.viz import render_search
+
+    return encode_image(render_search(out, max_side=1280), "png")
+
+
+def _image_input(image: str | dict[str, Any], runtime: Any) -> Any:
+    """The graph's image input for the tool's ``image`` argument."""
+    if isinstance(image, dict):
+        if not is_image_block(image):
+            raise ToolException(
+                "image: an object must be an image content block (LangChain 'image', OpenAI "
+                f"'image_url' or Anthropic 'image'); got type {image.get('type')!r}"
+            )
+        return image_from_block(image)
+    if parse_image_reference(image) is not None:
+        state = getattr(runtime, "state", None) if runtime is not None else None
+        messages = messages_of(state) if state is not None else None
+        return resolve_conversation_image(image, messages)
+    return image
+
+
+def _relay(runtime: Any) -> Callable[[Any], None]:
+    """Forwards the graph's custom events to the calling agent's stream, if there is one."""
+    writer = getattr(runtime, "stream_writer", None) if runtime is not None else None
+    if writer is None:
+        try:
+            from langgraph.config import get_stream_writer
+
+            writer = get_stream_writer()
+        except (RuntimeError, KeyError):  # not inside a LangGraph run
+            writer = None
+    if writer is None:
+        return lambda event: None
+    call_id = getattr(runtime, "tool_call_id", None)
+    write = cast(Callable[[Any], None], writer)
+
+    def relay(event: Any) -> None:
+        if call_id is not None and isinstance(event, dict):
+            event = {**event, "tool_call_id": call_id}
+        write(event)
+
+    return relay
+
+
 def _error_message(error: ToolException) -> str:
     return f"visual_search failed: {error}"
 
@@ -143,14 +208,18 @@ def create_visual_search_tool(
     description: str = DEFAULT_DESCRIPTION,
     include_crops: bool = True,
     allowed_roots: Sequence[str | os.PathLike[str]] = (),
+    include_visualization: bool = False,
 ) -> StructuredTool:
     """A ``visual_search`` tool over a SEAL graph (the lazily built default if ``None``).
 
     ``config`` is passed to every call as the graph's runtime context (per-call settings;
     the graph's deployment settings cannot be changed through it). ``allowed_roots``:
     the folders whose files a caller may name by path (default none: only data URLs,
-    and http(s) URLs where the graph allows them). Each call runs in a fresh thread id,
-    so calls never share state even when the graph has a checkpointer.
+    image content blocks, the agent's own images by reference, and http(s) URLs where
+    the graph allows them). ``include_visualization`` adds the picture of the search
+    (``seal_agent.viz``) to the artifact as ``visualization_png_base64``. Each call runs
+    in a fresh thread id, so calls never share state even when the graph has a
+    checkpointer.
     """
     if config is not None and not isinstance(config, SealConfig | dict):
         raise TypeError(f"config must be a SealConfig or a dict, got {type(config).__name__}")
@@ -176,34 +245,70 @@ def create_visual_search_tool(
         return (graph_settings(the_graph()) or SealConfig()).image_policy()
 
     def request(
-        image: str, question: str, targets: list[str] | None
+        image: str | dict[str, Any], question: str, targets: list[str] | None, runtime: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        state: dict[str, Any] = {"image": caller_image_source(image, roots), "question": question}
+        state: dict[str, Any] = {
+            "image": caller_image_source(_image_input(image, runtime), roots),
+            "question": question,
+        }
         if targets is not None:
             state["targets"] = targets
+        # A configurable of its own: a fresh thread, and none of the parent's checkpoint
+        # keys, so the graph never writes into the agent's checkpoints. The parent's
+        # callbacks (tracing) still reach it through the run's context.
         return state, {"configurable": {"thread_id": f"visual-search-{uuid.uuid4()}"}}
 
     def finish(out: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
-            return _content(out), _artifact(out, crop_scale, include_crops, policy())
+            artifact = _artifact(out, crop_scale, include_crops, policy())
+            if include_visualization:
+                artifact["visualization_png_base64"] = _visualization(out)
+            return _content(out), artifact
         except SealError as exc:
             raise ToolException(str(exc)) from exc
 
-    def run(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
+    def run(
+        image: str | dict[str, Any],
+        question: str,
+        targets: list[str] | None = None,
+        runtime: InjectedRuntime = None,
+    ) -> tuple[str, dict]:
+        relay = _relay(runtime)
         try:
-            state, run_config = request(image, question, targets)
-            out = the_graph().invoke(state, run_config, context=config)
+            state, run_config = request(image, question, targets, runtime)
+            out: dict[str, Any] = {}
+            for mode, chunk in the_graph().stream(
+                state, run_config, context=config, stream_mode=["custom", "values"]
+            ):
+                if mode == "custom":
+                    relay(chunk)
+                else:
+                    out = chunk
         except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
         return finish(out)
 
-    async def arun(image: str, question: str, targets: list[str] | None = None) -> tuple[str, dict]:
+    async def arun(
+        image: str | dict[str, Any],
+        question: str,
+        targets: list[str] | None = None,
+        runtime: InjectedRuntime = None,
+    ) -> tuple[str, dict]:
+        relay = _relay(runtime)
         try:
-            state, run_config = request(image, question, targets)
-            out = await the_graph().ainvoke(state, run_config, context=config)
+            # Decoding a conversation's base64 image is CPU work: off the event loop.
+            state, run_config = await asyncio.to_thread(request, image, question, targets, runtime)
+            out: dict[str, Any] = {}
+            async for mode, chunk in the_graph().astream(
+                state, run_config, context=config, stream_mode=["custom", "values"]
+            ):
+                if mode == "custom":
+                    relay(chunk)
+                else:
+                    out = chunk
         except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
-        return finish(out)
+        return await asyncio.to_thread(finish, out)
 
     return StructuredTool.from_function(
         func=run,
@@ -217,4 +322,29 @@ def create_visual_search_tool(
     )
 
 
-__all__ = ["DEFAULT_DESCRIPTION", "VisualSearchInput", "create_visual_search_tool"]
+def result_text(out: dict[str, Any]) -> str:
+    """What the tool tells an agent about a finished run: the answer, one line per target."""
+    return _content(out)
+
+
+def result_artifact(
+    out: dict[str, Any],
+    crop_scale: float = 1.2,
+    include_crops: bool = True,
+    policy: ImagePolicy | None = None,
+) -> dict[str, Any]:
+    """The tool's artifact of a finished run: boxes, PNG crops (base64) and the trace.
+
+    ``policy``: the image rules of the graph that produced ``out`` (crops are cut from
+    its image under them); the default deployment's when not given.
+    """
+    return _artifact(out, crop_scale, include_crops, policy or SealConfig().image_policy())
+
+
+__all__ = [
+    "DEFAULT_DESCRIPTION",
+    "VisualSearchInput",
+    "create_visual_search_tool",
+    "result_artifact",
+    "result_text",
+]
