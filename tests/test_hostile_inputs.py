@@ -329,7 +329,8 @@ CASES: list[Case] = [
     Case("url_unresolvable", lambda e: "http://no-such-host.invalid/x.png", InvalidImageError,
          r"does not resolve", URL_ONLY),
     Case("url_cli_disabled", _url("/img.png", "localhost"), URLRefusedError,
-         r"image URLs are disabled", ("cli",)),
+         r"image URLs are disabled", ("cli",),
+         cli_message=r"is a URL and downloads are off: add --allow-urls"),
     # -- questions and options ------------------------------------------------------------
     Case("question_1mb", lambda e: str(e.allowed / "good.png"), InvalidQuestionError,
          r"above the limit of 10000", ("graph", "tool"), inputs={"question": "?" * 1_000_000}),

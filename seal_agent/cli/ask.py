@@ -19,10 +19,11 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from seal_agent.errors import SealError
+from seal_agent.graph.configuration import MAX_TARGETS_LIMIT
 from seal_agent.search.config import STRATEGIES
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -30,6 +31,8 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     return parse
@@ -75,7 +78,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ask.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: best available)")
     ask.add_argument("--strategy", choices=STRATEGIES, default="vstar")
-    ask.add_argument("--max-targets", type=int, default=5, choices=range(1, 17), metavar="1-16")
+    ask.add_argument(
+        "--max-targets",
+        type=_int_at_least(1, MAX_TARGETS_LIMIT),
+        default=5,
+        help=f"objects searched per question, 1-{MAX_TARGETS_LIMIT}",
+    )
     ask.add_argument(
         "--max-calls",
         type=_int_at_least(1),
