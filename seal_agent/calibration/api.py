@@ -61,7 +61,9 @@ def build_profile(
             defaults=defaults,
         ),
         choices=choices,
-        statistics=calibration_statistics(measurements, thresholds.confidence_high, per_level),
+        statistics=calibration_statistics(
+            measurements, thresholds.confidence_high, per_level, precision
+        ),
         provenance=Provenance(
             dataset=dataset,
             subsets=list(subsets),

@@ -5,19 +5,19 @@ user states (default 0.9), so each is the LOWEST value at which the model is rig
 least that often, i.e. the one that acts on the most evidence without dropping below
 the precision:
 
-* ``confidence_high`` (found): at every level of the tree, and on the native tiles, a
-  view's best box above it is the target (the highest of the per-level thresholds).
+* ``confidence_high`` (found): at every level of the tree a view's best box above it is
+  the target (the highest of the per-level thresholds).
 * ``confidence_low`` (fallback): per target, the best box a search that never cleared
   ``confidence_high`` would fall back to (the highest sub-threshold best box over its
   views); above it that box is the target.
-* cue schedule: per tree level, a heatmap peak above the level's threshold means the
-  view holds the target and the peak lies in the child that holds it; the reference's
-  schedule ``max(min, start * decay ** (level - 1))`` is then fitted to the levels
-  from above (never below a level's threshold).
+* cue schedule: a heatmap peak above the level's threshold means the view holds the
+  target and the peak lies in the child that holds it; of the reference's schedules
+  ``max(min, start * decay ** (level - 1))`` the one calling the most such cues strong
+  at the stated precision (pooled over the levels) is chosen.
 
-Where precision first holds for only a handful of samples (the top scores), it is not
-yet evidence: the scan from the top ignores violations until ``min_support`` samples
-are above, and stops at the first violation after that.
+Precision is that of everything above the threshold (all of it is acted upon), and
+counts only once ``min_support`` samples lie above: a handful of top scores is not
+yet evidence either way.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
 
 from seal_agent.calibration.layout import TILE_LEVEL
 from seal_agent.calibration.measure import Measurements
@@ -81,12 +84,10 @@ def lowest_threshold(
             count += 1
             i += 1
         achieved = right / (right + wrong) if right + wrong > 0 else 0.0
-        if achieved >= precision:
+        if achieved >= precision and count >= min_support:
             chosen = Operating(score, achieved, right / total_right, count)
             chosen_index = i
-        elif count >= min_support:
-            break
-    if chosen is None or chosen.support < min_support:
+    if chosen is None:
         return None
     lower = ordered[chosen_index].score if chosen_index < len(ordered) else None
     gap = (chosen.value - lower) / 2 if lower is not None else 1e-3 * max(1.0, abs(chosen.value))
@@ -94,31 +95,39 @@ def lowest_threshold(
 
 
 # -- found ------------------------------------------------------------------------------------
-def found_samples_by_level(m: Measurements) -> dict[int, list[Sample]]:
-    """Per level (tiles apart): each view's best box and whether it is the target."""
+def found_samples_by_level(m: Measurements, with_tiles: bool = False) -> dict[int, list[Sample]]:
+    """Per tree level (and the tiles, if asked): each view's best box, is it the target."""
     levels: dict[int, list[Sample]] = defaultdict(list)
     for v in m.views:
-        if v.best_score is not None:
+        if v.best_score is not None and (with_tiles or v.level != TILE_LEVEL):
             levels[v.level].append(Sample(v.best_score, v.best_is_target, v.weight))
     return dict(sorted(levels.items()))
 
 
 def choose_found(
-    m: Measurements, precision: float, default: float, min_support: int = DEFAULT_MIN_SUPPORT
+    m: Measurements,
+    precision: float,
+    default: float,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    min_level_samples: int = 4 * DEFAULT_MIN_SUPPORT,
 ) -> ThresholdChoice:
     """The highest of the per-level thresholds: a stop is precise at every level.
 
     Pooling the levels would let the many easy native-resolution views (where the
     target scores near 1) buy precision for the coarse ones, where a search is most
-    likely to stop on a blurry distractor first.
+    likely to stop on a blurry distractor first. A level with fewer than
+    ``min_level_samples`` views is too thin to veto the others.
     """
     rule = (
-        "per tree level (and the native tiles), the lowest score above which a view's "
-        "best box is the target with the stated precision; the highest of the levels"
+        "per tree level, the lowest score above which a view's best box is the target "
+        "with the stated precision; the highest of the levels"
     )
     per_level: dict[int, Operating] = {}
     notes: list[str] = []
     for level, samples in found_samples_by_level(m).items():
+        if len(samples) < min_level_samples:
+            notes.append(f"level {level} skipped ({len(samples)} views with a box)")
+            continue
         op = lowest_threshold(samples, precision, min_support)
         if op is not None:
             per_level[level] = op
@@ -139,7 +148,7 @@ def choose_found(
         )
     level, op = max(per_level.items(), key=lambda kv: kv[1].value)
     summary = ", ".join(f"{lv}: {o.value:.3g}" for lv, o in per_level.items())
-    notes.insert(0, f"set by level {level} (per level {{{summary}}}; 0 = native tiles)")
+    notes.insert(0, f"set by level {level} (per level {{{summary}}})")
     return ThresholdChoice(
         value=min(1.0, max(op.value, 1e-6)),
         source="measured",
@@ -216,56 +225,92 @@ def cue_samples_by_level(m: Measurements) -> dict[int, list[Sample]]:
 def level_thresholds(
     m: Measurements, precision: float, min_support: int = DEFAULT_MIN_SUPPORT
 ) -> dict[int, tuple[float, Operating | None]]:
-    """Per level: the cue threshold (above every peak when none is precise) and its point."""
+    """Per level, for the statistics: the lowest precise cue threshold (or None)."""
     out: dict[int, tuple[float, Operating | None]] = {}
     for level, samples in cue_samples_by_level(m).items():
-        if len(samples) < min_support:
-            continue
         op = lowest_threshold(samples, precision, min_support)
         if op is not None:
             out[level] = (op.value, op)
-        else:  # the cue is never trustworthy here: put the threshold above every peak
-            top = max(s.score for s in samples)
-            out[level] = (top + 1e-3 * max(1.0, abs(top)), None)
     return out
 
 
-def fit_schedule(points: dict[int, float]) -> tuple[float, float, float]:
-    """(start, decay, floor) of ``max(floor, start * decay ** (level - 1))`` fitted to the
-    per-level thresholds from above.
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    start: float
+    decay: float
+    floor: float
+    precision: float
+    recall: float
+    support: int
 
-    The schedule never drops below a level's measured threshold (a cue trusted below it
-    would steer with less than the stated precision; one trusted a little less often
-    only costs the blend with the context), and among such schedules it is the closest
-    in least squares. A flat schedule at the highest level's value always qualifies.
+
+def _grid(values: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` candidate thresholds: midpoints between quantiles of the values."""
+    unique = np.unique(values)
+    if len(unique) > count:
+        unique = np.unique(np.quantile(unique, np.linspace(0, 1, count)))
+    mids = (unique[1:] + unique[:-1]) / 2
+    below = unique[0] - 1e-3 * max(1.0, abs(unique[0]))
+    return np.concatenate([[below], mids, [unique[-1] + 1e-3 * max(1.0, abs(unique[-1]))]])
+
+
+def fit_schedule(
+    samples: list[tuple[int, Sample]],
+    precision: float,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+    grid_size: int = 48,
+) -> Schedule | None:
+    """The schedule ``max(floor, start * decay ** (level - 1))`` under which the cues it
+    calls strong steer right with ``precision``, calling the most right cues strong.
+
+    Pooled over levels, so no thin level decides alone. Ties go to the higher precision,
+    then the flatter schedule. On negative (logit) scales a decay below 1 would tighten
+    the threshold with depth instead of relaxing it; it is tried all the same, and the
+    data decide. None when no schedule reaches the precision with ``min_support`` cues.
     """
-    if not points:
-        raise ValueError("no level to fit")
-    values = sorted(set(points.values()))
-    top = values[-1]
-    best: tuple[float, float, float, float, float] | None = None
-    for decay in DECAY_GRID:
-        # the smallest start that clears every level above the floor, for each floor
-        for floor in values:
-            need = [
-                value / decay ** (level - 1) for level, value in points.items() if value > floor
-            ]
-            start = max([*need, floor]) if all(v > 0 for v in need) else top
-            if any(v <= 0 for v in need):  # negative scales: only a flat schedule is safe
-                start, decay_used = top, 1.0
-            else:
-                decay_used = decay
-            schedule = {level: max(floor, start * decay_used ** (level - 1)) for level in points}
-            if any(schedule[lv] < value - 1e-12 for lv, value in points.items()):
-                continue
-            error = sum((schedule[lv] - value) ** 2 for lv, value in points.items())
-            key = (round(error, 12), -decay_used, floor)
-            if best is None or key < best[:3]:
-                best = (*key, start, decay_used)
+    if not samples:
+        return None
+    levels = np.array([lv for lv, _ in samples], dtype=np.float64)
+    scores = np.array([s.score for _, s in samples], dtype=np.float64)
+    right = np.array([s.weight if s.correct else 0.0 for _, s in samples])
+    weight = np.array([s.weight for _, s in samples])
+    total_right = right.sum()
+    if total_right <= 0:
+        return None
+    candidates = _grid(scores, grid_size)
+    best: tuple[tuple[float, float, float], Schedule] | None = None
+    for start in candidates:
+        for decay in DECAY_GRID[::5]:
+            raw = start * decay ** (levels - 1)  # (n,)
+            # every floor at once: (floors, n)
+            delta = np.maximum(candidates[:, None], raw[None, :])
+            strong = scores[None, :] > delta
+            acted = strong @ weight
+            hits = strong @ right
+            counts = strong.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                achieved = np.where(acted > 0, hits / acted, 0.0)
+            ok = (achieved >= precision) & (counts >= min_support)
+            for k in np.flatnonzero(ok):
+                key = (hits[k] / total_right, achieved[k], decay)
+                if best is None or key > best[0]:
+                    best = (
+                        key,
+                        Schedule(
+                            float(start),
+                            float(decay),
+                            float(candidates[k]),
+                            float(achieved[k]),
+                            float(key[0]),
+                            int(counts[k]),
+                        ),
+                    )
     if best is None:
-        return top, 1.0, top
-    _, _, floor, start, decay = best
-    return start, decay, floor
+        return None
+    found = best[1]
+    if found.start < found.floor:  # the floor rules at every level: say so plainly
+        return Schedule(found.floor, 1.0, found.floor, found.precision, found.recall, found.support)
+    return found
 
 
 def choose_cue(
@@ -275,42 +320,50 @@ def choose_cue(
     min_support: int = DEFAULT_MIN_SUPPORT,
 ) -> tuple[dict[str, ThresholdChoice], dict[int, tuple[float, Operating | None]]]:
     per_level = level_thresholds(m, precision, min_support)
+    samples = [(lv, s) for lv, group in cue_samples_by_level(m).items() for s in group]
     rule = (
-        "per level, the lowest heatmap peak above which the view holds the target and the "
-        "peak lies in its child, with the stated precision; the reference's schedule "
-        "max(min, start * decay ** (level - 1)) fitted to the levels"
+        "the schedule max(min, start * decay ** (level - 1)) under which the heatmap peaks "
+        "it calls strong lie in the child holding the target with the stated precision, "
+        "calling the most of them strong (pooled over levels)"
     )
-    if not per_level:
-        note = "too few non-leaf views to measure the cue"
+    schedule = fit_schedule(samples, precision, min_support)
+    if schedule is None:
+        if samples and any(s.correct for _, s in samples):
+            top = max(s.score for _, s in samples)
+            value = top + 1e-3 * max(1.0, abs(top))
+            note = f"no schedule reaches precision {precision}: the target cue is never trusted"
+            source: Literal["measured", "model default"] = "measured"
+            values = (value, 1.0, value)
+        else:
+            note = "too few non-leaf views to measure the cue"
+            source = "model default"
+            values = (
+                defaults.cue_threshold,
+                defaults.cue_threshold_decay,
+                defaults.cue_threshold_min,
+            )
+        names = ("cue_threshold", "cue_threshold_decay", "cue_threshold_min")
         return (
             {
-                "cue_threshold": ThresholdChoice(
-                    value=defaults.cue_threshold, source="model default", rule=rule, note=note
-                ),
-                "cue_threshold_decay": ThresholdChoice(
-                    value=defaults.cue_threshold_decay, source="model default", rule=rule, note=note
-                ),
-                "cue_threshold_min": ThresholdChoice(
-                    value=defaults.cue_threshold_min, source="model default", rule=rule, note=note
-                ),
+                name: ThresholdChoice(
+                    value=v, source=source, rule=rule, support=len(samples), note=note
+                )
+                for name, v in zip(names, values, strict=True)
             },
             per_level,
         )
-    start, decay, floor = fit_schedule({lv: value for lv, (value, _) in per_level.items()})
-    support = sum(op.support for _, op in per_level.values() if op is not None)
-    levels = ", ".join(f"{lv}: {value:.4g}" for lv, (value, _) in per_level.items())
-    note = f"measured per level {{{levels}}}"
+    common = {
+        "source": "measured",
+        "rule": rule,
+        "precision": schedule.precision,
+        "recall": schedule.recall,
+        "support": schedule.support,
+    }
     return (
         {
-            "cue_threshold": ThresholdChoice(
-                value=start, source="measured", rule=rule, support=support, note=note
-            ),
-            "cue_threshold_decay": ThresholdChoice(
-                value=decay, source="measured", rule=rule, support=support
-            ),
-            "cue_threshold_min": ThresholdChoice(
-                value=floor, source="measured", rule=rule, support=support
-            ),
+            "cue_threshold": ThresholdChoice(value=schedule.start, **common),
+            "cue_threshold_decay": ThresholdChoice(value=schedule.decay, **common),
+            "cue_threshold_min": ThresholdChoice(value=schedule.floor, **common),
         },
         per_level,
     )

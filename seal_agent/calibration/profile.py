@@ -81,9 +81,14 @@ class LevelStatistics(BaseModel):
     steers_to_target: float | None = Field(
         None, description="weighted share of target-holding views whose peak is in its child"
     )
-    threshold: float | None = Field(None, description="the level's chosen cue threshold")
+    threshold: float | None = Field(
+        None, description="the lowest cue threshold steering right with the precision here"
+    )
     precision: float | None = None
     recall: float | None = None
+    found_threshold: float | None = Field(
+        None, description="the lowest score above which a best box here is the target"
+    )
 
 
 class ThresholdChoice(BaseModel):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seal_agent.calibration.choose import Operating, fallback_candidates
+from seal_agent.calibration.choose import Operating, Sample, fallback_candidates, lowest_threshold
 from seal_agent.calibration.layout import TILE_LEVEL
 from seal_agent.calibration.measure import Measurements
 from seal_agent.calibration.profile import (
@@ -105,7 +105,7 @@ def detection_statistics(m: Measurements) -> DetectionStatistics:
 
 
 def level_statistics(
-    m: Measurements, per_level: dict[int, tuple[float, Operating | None]]
+    m: Measurements, per_level: dict[int, tuple[float, Operating | None]], precision: float
 ) -> list[LevelStatistics]:
     grouped = defaultdict(list)
     for v in m.views:
@@ -118,6 +118,14 @@ def level_statistics(
         steerable = [v for v in inside if not v.is_leaf]
         chosen = per_level.get(level)
         op = chosen[1] if chosen else None
+        found = lowest_threshold(
+            [
+                Sample(v.best_score, v.best_is_target, v.weight)
+                for v in views
+                if v.best_score is not None
+            ],
+            precision,
+        )
         out.append(
             LevelStatistics(
                 level=level,
@@ -132,6 +140,7 @@ def level_statistics(
                 threshold=chosen[0] if chosen else None,
                 precision=op.precision if op else None,
                 recall=op.recall if op else None,
+                found_threshold=found.value if found else None,
             )
         )
     return out
@@ -141,12 +150,13 @@ def calibration_statistics(
     m: Measurements,
     confidence_high: float,
     per_level: dict[int, tuple[float, Operating | None]],
+    precision: float,
 ) -> CalibrationStatistics:
     candidates = fallback_candidates(m, confidence_high)
     return CalibrationStatistics(
         detections=detection_statistics(m),
         fallback_candidates=distribution([c.score for c in candidates]),
-        levels=level_statistics(m, per_level),
+        levels=level_statistics(m, per_level, precision),
     )
 
 

@@ -15,7 +15,7 @@ import sys
 from seal_agent.errors import SealError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("ask",)
+COMMANDS: tuple[str, ...] = ("ask", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     ask.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: best available)")
     ask.add_argument("--strategy", choices=STRATEGIES, default="vstar")
+    ask.add_argument(
+        "--thresholds", default=None, help="thresholds profile written by `seal-agent calibrate`"
+    )
     ask.add_argument("--max-targets", type=int, default=5)
     ask.add_argument("--allow-urls", action="store_true")
     ask.add_argument(
@@ -72,10 +75,15 @@ def _print_event(event: dict[str, Any]) -> None:
 def ask_command(args: argparse.Namespace) -> int:
     from seal_agent.graph import SealConfig, build_graph
 
+    search_settings: dict[str, Any] = {"strategy": args.strategy}
+    if args.thresholds:
+        from seal_agent.calibration import load_profile
+
+        search_settings["thresholds"] = load_profile(args.thresholds)
     config = SealConfig(
         max_targets=args.max_targets,
         allow_urls=args.allow_urls,
-        search={"strategy": args.strategy},
+        search=search_settings,
     )
     vqa, search = _models(args)
     graph = build_graph(vqa, search, config)
