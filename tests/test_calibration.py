@@ -290,3 +290,17 @@ def test_cli_bad_inputs_are_clear_errors(
         ["calibrate", "--data", str(tmp_path), "--search-model", "shapeworld", "--precision", "1.5"]
     )
     assert code == 2
+
+
+def test_seal_config_and_per_call_overrides_load_a_profile(tmp_path: Path) -> None:
+    from seal_agent.graph import SealConfig
+    from seal_agent.graph.configuration import resolve_config
+
+    path = tmp_path / "p.json"
+    wanted = ModelThresholds(confidence_high=0.42, confidence_low=0.2, cue_threshold=0.3)
+    path.write_text(json.dumps({"thresholds": wanted.model_dump()}))
+    built = SealConfig(search={"thresholds": str(path)})
+    assert built.search.resolve_thresholds(REFERENCE_THRESHOLDS) == wanted
+    per_call = resolve_config(SealConfig(), context={"search": {"thresholds": str(path)}})
+    assert per_call.search.thresholds == wanted
+    assert per_call.search.strategy == "vstar"  # the other settings stay
