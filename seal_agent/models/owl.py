@@ -34,10 +34,10 @@ loss, many pseudo-labels), and none of these numbers has been fitted in this rep
   VisProg and ViperGPT use 0.1 as well (as cited in issue 8). A best-effort box below
   it counts as "not found".
 * ``confidence_high = 0.2`` -- uncalibrated. The stop threshold must sit above the
-  acceptance score, but not far: with real weights a small target seen in a zoomed
-  view rarely scores above ~0.3, and a stop threshold it never reaches runs every
-  search to exhaustion (85 patches on a 4000x3000 image at 960 px) before the
-  fallback accepts the same box. The former 0.3 did exactly that.
+  acceptance score, but not far: OWLv2 gives large, clear objects 0.5-0.7 and most
+  correct boxes less, small targets the least, and a stop threshold the target never
+  reaches runs every search to exhaustion (85 patches on a 4000x3000 image at 960 px)
+  before the fallback accepts the same box (issue 8 saw this with the former 0.3).
 * Cue threshold ``logit(0.1) = -2.197``, flat (decay 1.0, min equal) -- derived from the
   public 0.1 above, not measured: the target heatmap alone steers once one of its
   patches scores what OWL users accept as a detection; below that the search mixes it
