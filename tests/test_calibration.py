@@ -10,10 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from seal_agent.calibration import (
+    Measurements,
     ProfileError,
     ThresholdsProfile,
     build_profile,
-    calibrate,
     load_profile,
     measure_items,
     save_profile,
@@ -129,8 +129,14 @@ def shapeworld_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 
 @pytest.fixture(scope="module")
-def profile(shapeworld_sets: tuple[Path, Path]) -> ThresholdsProfile:
-    return calibrate(shapeworld_sets[0], ReferenceSearchModel(), model_name="shapeworld")
+def measurements(shapeworld_sets: tuple[Path, Path]) -> Measurements:
+    return measure_items(ReferenceSearchModel(), load_vstar_dataset(shapeworld_sets[0]))
+
+
+@pytest.fixture(scope="module")
+def profile(measurements: Measurements) -> ThresholdsProfile:
+    """What ``calibrate(data, model)`` returns, from the shared measurements."""
+    return build_profile(measurements, ReferenceSearchModel(), model_name="shapeworld")
 
 
 def test_a_profile_holds_thresholds_statistics_and_provenance(
@@ -231,11 +237,8 @@ def test_calibrated_thresholds_keep_the_searchs_success_and_stated_precision(
 
 
 def test_a_higher_precision_never_lowers_the_found_threshold(
-    shapeworld_sets: tuple[Path, Path],
+    measurements: Measurements,
 ) -> None:
-    measurements = measure_items(
-        ReferenceSearchModel(), load_vstar_dataset(shapeworld_sets[0], limit=4)
-    )
     highs = [
         build_profile(measurements, ReferenceSearchModel(), precision=p).thresholds
         for p in (0.7, 0.9, 0.99)
