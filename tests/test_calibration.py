@@ -225,7 +225,7 @@ def test_calibrated_thresholds_keep_the_searchs_success_and_stated_precision(
 ) -> None:
     """On scenes the calibration never saw. Issue 8 asks for success within 2 points and
     length within 10 % of the shipped thresholds; on this small set (15 calibration
-    targets) length is +13 % (a thin deep level sets the found threshold at 0.56), so
+    targets) length is +13 % (the deepest level sets the found threshold at 0.56), so
     the length bound here is a guard against gross drift; benchmarks/calibration.py
     measures the claim on larger sets."""
     eval_set = shapeworld_sets[1]
