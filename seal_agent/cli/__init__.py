@@ -17,7 +17,7 @@ from seal_agent import __version__
 from seal_agent.errors import SealError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("ask", "eval", "mcp")
+COMMANDS: tuple[str, ...] = ("ask", "calibrate", "eval", "mcp")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

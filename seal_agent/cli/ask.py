@@ -79,6 +79,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ask.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: best available)")
     ask.add_argument("--strategy", choices=STRATEGIES, default="vstar")
     ask.add_argument(
+        "--thresholds", default=None, help="thresholds profile written by `seal-agent calibrate`"
+    )
+    ask.add_argument(
         "--max-targets",
         type=_int_at_least(1, MAX_TARGETS_LIMIT),
         default=5,
@@ -179,6 +182,10 @@ def _settings(args: argparse.Namespace) -> Any:
         search["deadline_s"] = args.deadline
     if args.save_viz is not None:
         search["trace_heatmaps"] = 24  # the picture shows each step's heatmap
+    if args.thresholds:
+        from seal_agent.calibration import load_profile
+
+        search["thresholds"] = load_profile(args.thresholds)
     try:
         return SealConfig(max_targets=args.max_targets, allow_urls=args.allow_urls, search=search)
     except ValidationError as exc:  # argparse checks first; this names anything left

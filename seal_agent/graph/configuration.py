@@ -12,6 +12,7 @@ with ``DeploymentSettingError``, because a call's settings may come from an atta
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -253,6 +254,7 @@ def merge_overrides(base: SealConfig, override: SealConfig | dict[str, Any] | No
     if override is None:
         return base
     if isinstance(override, dict):
+        _refuse_profile_paths(override)
         try:
             override = SealConfig.model_validate(override)
         except ValidationError as exc:
@@ -275,6 +277,19 @@ def merge_overrides(base: SealConfig, override: SealConfig | dict[str, Any] | No
             value = base.search.model_copy(update=fields)
         update[name] = value
     return base.model_copy(update=update)
+
+
+def _refuse_profile_paths(override: dict[str, Any]) -> None:
+    """Per-call settings may carry thresholds, never a profile path for the process to read:
+    which files are read is the deployment's decision (a path given at build time)."""
+    search = override.get("search")
+    thresholds = search.get("thresholds") if isinstance(search, dict) else None
+    if isinstance(thresholds, str | os.PathLike):
+        raise DeploymentSettingError(
+            "the per-call settings name a thresholds profile file; per call, give the "
+            "thresholds themselves (a dict of ModelThresholds fields); a profile path is "
+            "read only when the graph is built (SealConfig(search={'thresholds': PATH}))"
+        )
 
 
 def resolve_config(

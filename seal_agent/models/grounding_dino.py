@@ -33,15 +33,22 @@ torchvision: not needed. transformers 5 ships a PIL/numpy image processor
 (``GroundingDinoImageProcessorPil``) that ``AutoProcessor`` picks when torchvision is
 absent; the model's deformable attention has a pure-PyTorch path.
 
-Calibration (``GROUNDING_DINO_THRESHOLDS``; all overridable in ``SearchConfig``).
-Grounding DINO's box scores run higher than OWLv2's: correct detections of the tiny
-model typically score 0.4-0.8, and its authors' demo uses box_threshold 0.35. It is
-also known to ground a phrase on *something* similar when the object is absent (the
-caption conditions every query), scoring such boxes at 0.3-0.4. Hence
-``confidence_high = 0.45`` (stop only on a clearly better-than-distractor box) and
-``confidence_low = 0.3``. The cue threshold is ``-2.0`` on the encoder logit scale
-(sigmoid 0.12), flat over levels for the same reason as OWL's (negative logits). These
-are reasoned defaults, not fitted here (no weights can be downloaded in this repo).
+Thresholds (``GROUNDING_DINO_THRESHOLDS``; a profile from ``seal-agent calibrate``
+replaces them, ``SearchConfig`` overrides any one). Not fitted here (no weights can be
+downloaded in this repository); each says where it comes from:
+
+* ``confidence_high = 0.35`` -- public reference: the authors' box threshold
+  (``BOX_TRESHOLD = 0.35`` in the IDEA-Research/GroundingDINO README and demos), the
+  score at which they accept a box. Our score (max over the phrase's tokens of the
+  sigmoid) is the quantity that threshold is applied to.
+* ``confidence_low = 0.25`` -- public reference, reused: the authors' text threshold
+  (``TEXT_TRESHOLD = 0.25``), the token score at which they still attribute a phrase to
+  a box. Using it as the fallback floor is our mapping (uncalibrated); Grounding DINO
+  also grounds an absent phrase on something similar at 0.3-0.4, which only a
+  calibration on labelled data can weigh.
+* Cue threshold ``-2.0`` on the encoder's proposal-logit scale (sigmoid 0.12), flat --
+  uncalibrated: the encoder scores every location to propose queries, no public
+  threshold exists for it; flat for the same reason as OWL's (negative logits).
 """
 
 from __future__ import annotations
@@ -61,9 +68,11 @@ from seal_agent.search.protocol import ModelThresholds, PatchPrediction
 
 DEFAULT_GROUNDING_DINO_MODEL_ID = "IDEA-Research/grounding-dino-tiny"
 
+#: Sources in the module docstring: 0.35 / 0.25 the authors' box / text thresholds
+#: (public); the cue -2.0 uncalibrated.
 GROUNDING_DINO_THRESHOLDS = ModelThresholds(
-    confidence_high=0.45,
-    confidence_low=0.3,
+    confidence_high=0.35,
+    confidence_low=0.25,
     cue_threshold=-2.0,
     cue_threshold_decay=1.0,
     cue_threshold_min=-2.0,

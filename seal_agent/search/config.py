@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import os
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from seal_agent.search.protocol import ModelThresholds
 
@@ -24,6 +26,15 @@ class SearchConfig(BaseModel):
     """How to search for one target. Threshold fields left ``None`` take the model's defaults."""
 
     model_config = ConfigDict(extra="forbid")
+
+    thresholds: ModelThresholds | None = Field(
+        None,
+        description=(
+            "calibrated thresholds replacing the model's defaults: a ModelThresholds, a "
+            "profile (an object with .thresholds, or the path of a JSON profile written by "
+            "`seal-agent calibrate`); the single threshold fields below still override it"
+        ),
+    )
 
     strategy: Strategy = Field(
         "vstar", description="vstar (ours), seal (the reference exactly) or a baseline"
@@ -124,11 +135,49 @@ class SearchConfig(BaseModel):
         description="sliding-window: neighbouring tiles overlap by this fraction of a tile",
     )
 
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds_from_profile(cls, value: Any) -> Any:
+        return thresholds_from(value)
+
     def resolve_thresholds(self, model_defaults: ModelThresholds) -> ModelThresholds:
-        """The model's calibrated thresholds with this config's overrides applied."""
+        """The model's defaults, then a profile's thresholds, then single-field overrides."""
+        base = self.thresholds if self.thresholds is not None else model_defaults
         overrides = {
             name: getattr(self, name)
             for name in ModelThresholds.model_fields
             if getattr(self, name) is not None
         }
-        return model_defaults.model_copy(update=overrides) if overrides else model_defaults
+        return base.model_copy(update=overrides) if overrides else base
+
+
+#: A thresholds profile is a small JSON file; a larger one is refused unread.
+MAX_THRESHOLDS_FILE_BYTES = 8 * 1024 * 1024
+
+
+def thresholds_from(value: Any) -> Any:
+    """ModelThresholds from a profile object, a profile's JSON path or a profile mapping.
+
+    Anything else is returned as given for pydantic to validate (or reject). The full
+    profile (statistics, provenance) is read by ``seal_agent.calibration.load_profile``;
+    the search needs only its ``thresholds``.
+    """
+    if isinstance(value, str | os.PathLike):
+        path = os.path.expanduser(os.fspath(value))
+        try:
+            if os.path.getsize(path) > MAX_THRESHOLDS_FILE_BYTES:
+                raise ValueError(f"{path} is too large to be a thresholds profile")
+            with open(path, encoding="utf-8") as fh:
+                value = json.load(fh)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the thresholds profile {path}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"thresholds profile {path} is not valid JSON: {exc}") from exc
+        if not isinstance(value, dict) or not isinstance(value.get("thresholds"), dict):
+            raise ValueError(f"{path} is not a thresholds profile (no 'thresholds' object)")
+    if isinstance(value, dict) and isinstance(value.get("thresholds"), dict):
+        return value["thresholds"]
+    profile_thresholds = getattr(value, "thresholds", None)
+    if isinstance(profile_thresholds, ModelThresholds):
+        return profile_thresholds
+    return value
