@@ -126,8 +126,10 @@ class VisionFeatureCache:
         kwargs: dict[str, Any],
     ) -> Any:
         grid = kwargs.get("image_grid_thw", args[0] if args else None)
-        if not self.enabled or kwargs.get("image_sizes") is not None or (
-            grid is not None and not isinstance(grid, torch.Tensor)
+        if (
+            not self.enabled
+            or kwargs.get("image_sizes") is not None
+            or (grid is not None and not isinstance(grid, torch.Tensor))
         ):
             return original(pixel_values, *args, **kwargs)  # a layout not split here
         settings = {
