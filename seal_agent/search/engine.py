@@ -52,13 +52,7 @@ from seal_agent.search.protocol import (
     SearchModel,
     validate_predictions,
 )
-from seal_agent.search.result import (
-    ScoredBox,
-    SearchResult,
-    StopReason,
-    TraceStep,
-    downsample_heatmap,
-)
+from seal_agent.search.result import ScoredBox, SearchResult, StopReason, TraceStep
 from seal_agent.search.tiling import (
     is_native_leaf,
     is_seal_leaf,
@@ -67,6 +61,7 @@ from seal_agent.search.tiling import (
     sliding_windows,
     zoom_window,
 )
+from seal_agent.search.trace_heatmaps import downsample_heatmap
 
 ContextCue = Callable[[str], str | None]
 StepCallback = Callable[[TraceStep], None]
