@@ -13,7 +13,7 @@ from PIL import Image
 from seal_agent.errors import SealError
 from seal_agent.graph import SealConfig, build_graph
 from seal_agent.search import SearchConfig, VStarSearch
-from seal_agent.search.result import downsample_heatmap
+from seal_agent.search.trace_heatmaps import downsample_heatmap
 from seal_agent.shapeworld import ReferenceSearchModel, Scene, generate_scene
 from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
 from seal_agent.tools import create_visual_search_tool

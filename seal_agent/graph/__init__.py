@@ -8,7 +8,8 @@ default, or the offline ``shapeworld`` pair) are built on first use.
 
 from __future__ import annotations
 
-from seal_agent.graph.builder import SealGraph, build_default_graph, build_graph
+from seal_agent.graph.builder import build_default_graph, build_graph
+from seal_agent.graph.compiled import SealGraph
 from seal_agent.graph.configuration import SealConfig
 from seal_agent.graph.state import SealInput, SealOutput, SealState, TargetOutcome
 

@@ -9,29 +9,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import RunnableConfig
 from langgraph.channels.ephemeral_value import EphemeralValue
 from langgraph.constants import END, START
 from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
+from seal_agent.graph.compiled import SealGraph
 from seal_agent.graph.configuration import SealConfig
 from seal_agent.graph.default_models import ModelSet, default_models
 from seal_agent.graph.nodes import Lazy, SealNodes
 from seal_agent.graph.state import SealInput, SealOutput, SealState
-from seal_agent.imaging.content_blocks import (
-    data_url_bytes,
-    image_from_block,
-    is_data_url,
-    is_image_block,
-)
-from seal_agent.imaging.loading import is_image_ref, to_image_ref
+from seal_agent.imaging.content_blocks import unwrap_image_input
+from seal_agent.imaging.loading import to_image_ref
 from seal_agent.search import SearchModel
 from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES
 
@@ -89,37 +82,13 @@ def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
     def coerce(value: Any) -> Any:
         if not isinstance(value, dict) or "image" not in value:
             return value
-        image = value["image"]
-        if is_image_block(image):  # an agent's or a chat API's image content block
-            image = image_from_block(image)
-        elif is_data_url(image):  # decoded in GIL-releasing steps
-            image = data_url_bytes(image)
-        ref = to_image_ref(image, policy=policy)
+        image = unwrap_image_input(value["image"])  # content blocks, data URLs: decoded
+        ref = to_image_ref(image, policy=policy)  # type: ignore[arg-type]
         # A new question in a reused thread must not inherit the last run's targets or
         # options: absent keys are written as None.
         return {"targets": None, "options": None, **value, "image": ref}
 
     return coerce
-
-
-class SealGraph(CompiledStateGraph[Any, Any, Any, Any]):
-    """The compiled SEAL graph: a ``CompiledStateGraph`` whose async runs never block.
-
-    Turning an in-memory image into an ``ImageRef`` hashes it and writes it to the cache
-    directory, and even a path is checked on disk; LangGraph writes the input channel in
-    the event loop's thread. Under ``astream`` (and so ``ainvoke``, ``astream_events``
-    and the LangGraph Server) the image is referenced in a worker thread first; the
-    input channel then only copies the reference.
-    """
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        coerce = getattr(self.channels.get(START), "coerce", None)
-        if coerce is not None and isinstance(input, dict) and not is_image_ref(input.get("image")):
-            input = await asyncio.to_thread(coerce, input)
-        async for chunk in super().astream(input, config, **kwargs):
-            yield chunk
 
 
 def build_graph(
@@ -174,8 +143,7 @@ def build_graph(
     graph.channels[START] = _ImageReferencingInput(
         start.typ, start.guard, _input_coercer(config), settings=config
     )
-    # Pregel.copy's own recipe, into the subclass (copies and with_config keep the class).
-    return SealGraph(**{k: v for k, v in graph.__dict__.items() if k != "__orig_class__"})
+    return SealGraph.from_compiled(graph)  # async runs reference the image off the loop
 
 
 def build_default_graph(
@@ -190,4 +158,4 @@ def build_default_graph(
     return build_graph(vqa, searcher, config)
 
 
-__all__ = ["SealGraph", "build_default_graph", "build_graph", "graph_settings"]
+__all__ = ["build_default_graph", "build_graph", "graph_settings"]

@@ -41,8 +41,20 @@ def model_set_from_env() -> ModelSet:
 def default_models(
     models: ModelSet | None = None,
 ) -> tuple[Lazy[BaseChatModel], Lazy[SearchModel]]:
-    """The (VQA, search) pair of a model set, each built on first use."""
-    chosen = models or model_set_from_env()
+    """The (VQA, search) pair of a model set, each built on first use.
+
+    A bad ``$SEAL_AGENT_MODELS`` fails at the first run, with its sentence, not at import
+    (importing ``seal_agent.graph`` must never fail on the environment).
+    """
+    try:
+        chosen = models or model_set_from_env()
+    except SealError as exc:
+        error = exc
+
+        def refuse() -> Any:
+            raise error
+
+        return Lazy(refuse, f"invalid {ENV_MODELS}"), Lazy(refuse, f"invalid {ENV_MODELS}")
     if chosen == "shapeworld":
 
         def reference_vqa() -> BaseChatModel:

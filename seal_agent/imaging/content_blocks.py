@@ -131,6 +131,18 @@ def image_from_block(block: Mapping[str, Any]) -> bytes | str:
     raise InvalidImageError(f"{what} holds no image data or URL")
 
 
+def unwrap_image_input(image: object) -> object:
+    """An image input with content blocks and data URLs turned into bytes or a URL.
+
+    Anything else is returned as it is, for ``to_image_ref`` to judge.
+    """
+    if is_image_block(image):
+        return image_from_block(image)  # type: ignore[arg-type]
+    if is_data_url(image):
+        return data_url_bytes(image)  # type: ignore[arg-type]
+    return image
+
+
 def _content_of(message: object) -> object:
     if isinstance(message, Mapping):
         return message.get("content")
@@ -155,4 +167,5 @@ __all__ = [
     "images_in_messages",
     "is_data_url",
     "is_image_block",
+    "unwrap_image_input",
 ]

@@ -66,7 +66,6 @@ from seal_agent.search.result import (
     SearchResult,
     StopReason,
     TraceStep,
-    downsample_heatmap,
 )
 from seal_agent.search.signal import peak_cell, peak_share, peak_signal
 from seal_agent.search.tiling import (
@@ -77,6 +76,7 @@ from seal_agent.search.tiling import (
     sliding_windows,
     zoom_window,
 )
+from seal_agent.search.trace_heatmaps import downsample_heatmap
 
 #: The contextual cue: ``cue(target)`` names where the target usually is ("table").
 #: A callable that also takes ``view=`` (a PIL image of the patch) is, for ``seal``,

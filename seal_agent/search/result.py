@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from seal_agent.imaging.geometry import Box
@@ -56,18 +55,6 @@ class TraceStep(BaseModel):
             "box seen at less than native detail"
         ),
     )
-
-
-def downsample_heatmap(heatmap: np.ndarray, size: int) -> list[list[float]]:
-    """A heatmap block-averaged to at most ``size`` x ``size`` cells, rounded for storage."""
-    grid = np.asarray(heatmap, dtype=np.float32)
-    rows, cols = grid.shape
-    out_rows, out_cols = min(rows, size), min(cols, size)
-    r_edges = np.linspace(0, rows, out_rows + 1).astype(int)
-    c_edges = np.linspace(0, cols, out_cols + 1).astype(int)
-    cells = np.add.reduceat(np.add.reduceat(grid, r_edges[:-1], axis=0), c_edges[:-1], axis=1)
-    counts = np.outer(np.diff(r_edges), np.diff(c_edges))
-    return np.round(cells / counts, 3).tolist()
 
 
 class SearchResult(BaseModel):

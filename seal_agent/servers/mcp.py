@@ -23,7 +23,8 @@ from pydantic import Field
 
 from seal_agent.errors import InvalidImageError, SealError
 from seal_agent.graph import SealConfig, build_default_graph
-from seal_agent.graph.builder import SealGraph, graph_settings
+from seal_agent.graph.builder import graph_settings
+from seal_agent.graph.compiled import SealGraph
 from seal_agent.imaging.content_blocks import decode_base64, image_from_block, is_image_block
 from seal_agent.imaging.paths import caller_image_source
 from seal_agent.tools.visual_search import DEFAULT_DESCRIPTION, result_artifact, result_text
