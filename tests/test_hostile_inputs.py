@@ -641,3 +641,27 @@ def test_a_1mb_reply_is_capped_and_the_run_answers(env: Env) -> None:
     assert time.monotonic() - started < 10
     assert out["targets"] == ["red square"]
     assert len(out["answer"]) == 20_000  # SealConfig.max_reply_chars
+
+
+def test_a_ref_forged_into_a_checkpoint_is_refused_on_resume(env: Env) -> None:
+    """A checkpoint is outside data too: its ImageRef is re-validated when the run resumes."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    graph = build_graph(
+        ScriptedChatModel(script=seal_script()),
+        ColourSearchModel(),
+        _config(env),
+        checkpointer=InMemorySaver(),
+        interrupt_before=["search"],
+    )
+    thread = {"configurable": {"thread_id": "forged"}}
+    graph.invoke({"image": str(env.allowed / "good.png"), "question": "q?"}, thread)
+    state = graph.get_state(thread).values
+    forged = {**state["image"], "uri": str(env.outside / "secret.png")}
+    graph.update_state(thread, {"image": forged})
+    with pytest.raises(PathRefusedError, match=REFUSED):
+        graph.invoke(None, thread)
+    swapped = {**state["image"], "digest": "f" * 64}
+    graph.update_state(thread, {"image": swapped})
+    with pytest.raises(InvalidImageError, match="does not match the content hash"):
+        graph.invoke(None, thread)

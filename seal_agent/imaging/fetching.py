@@ -12,6 +12,7 @@ size is capped. Connection failures all read the same, so the fetcher is no port
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import http.client
 import ipaddress
@@ -77,10 +78,21 @@ def _host_allowed(host: str, ip: IPAddress, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def resolve_checked(url: str, host: str, port: int, policy: ImagePolicy) -> list[IPAddress]:
-    """The addresses to connect to: every address the host resolves to must be allowed."""
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="seal-dns")
+
+
+def resolve_checked(
+    url: str, host: str, port: int, policy: ImagePolicy, timeout_s: float | None = None
+) -> list[IPAddress]:
+    """The addresses to connect to: every address the host resolves to must be allowed.
+
+    The lookup runs in a small pool so that the download's deadline covers it too.
+    """
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = lookup.result(timeout=timeout_s)
+    except TimeoutError:
+        raise InvalidImageError(_timeout_message(url, policy)) from None
     except (OSError, UnicodeError) as exc:
         raise InvalidImageError(
             f"cannot download the image at {_short(url)}: the host name does not resolve"
@@ -179,7 +191,7 @@ def _fetch_once(url: str, policy: ImagePolicy, deadline: float) -> bytes | str:
         raise URLRefusedError(
             f"the image URL {_short(url)} was refused: only http(s) URLs with a host are fetched"
         )
-    addresses = resolve_checked(url, host, port, policy)
+    addresses = resolve_checked(url, host, port, policy, max(0.0, deadline - time.monotonic()))
     left = deadline - time.monotonic()
     if left <= 0:
         raise InvalidImageError(_timeout_message(url, policy))

@@ -128,7 +128,8 @@ def load_image(
         st = os.stat(real)
     except OSError as exc:
         raise InvalidImageError(f"image file not found: {what}") from exc
-    digest = verified_files().get(_identity(real, st))
+    spilled = is_within(real, spill_dir)
+    digest = verified_files().get(_identity(real, st, spilled))
     if digest is not None and (claimed is None or claimed == digest):
         pyramid = image_cache().get(content_key(digest))
     if pyramid is None:
@@ -139,7 +140,7 @@ def load_image(
                 f"the image file {what} does not match the content hash in its reference "
                 "(the file changed since the run started, or the reference was forged)"
             )
-        verified_files().put(_identity(real, st), digest)
+        verified_files().put(_identity(real, st, spilled), digest)
         pyramid = image_cache().get_or_load(
             content_key(digest), lambda: decode_bytes(data, policy, what)
         )
@@ -150,7 +151,7 @@ def load_image(
             "(the file changed since the run started, or the reference was forged)"
         )
     _check_within_policy(pyramid, policy, what)
-    if is_within(real, spill_dir):
+    if spilled:
         touch(real)
     assert digest is not None
     loaded = cast(
@@ -166,8 +167,13 @@ def load_image(
     return loaded, pyramid
 
 
-def _identity(real: Path, st: os.stat_result) -> tuple[str, int, int, int, int]:
-    return (str(real), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+def _identity(real: Path, st: os.stat_result, spilled: bool) -> tuple[str, int, int, int, int]:
+    """A file's identity for the verified-hash memo.
+
+    A spilled file is written once under its hash and replaced only by a rename (a new
+    inode); its mtime is the spill cache's LRU clock, so it is left out of the identity.
+    """
+    return (str(real), st.st_dev, st.st_ino, st.st_size, 0 if spilled else st.st_mtime_ns)
 
 
 def _check_within_policy(pyramid: ImagePyramid, policy: ImagePolicy, what: str) -> None:

@@ -38,7 +38,8 @@ def refused(roots: Sequence[Path] | None) -> PathRefusedError:
 
 def is_within(path: Path, root: Path) -> bool:
     """Whether the resolved ``path`` is ``root`` or lies below it."""
-    return path == root or root in path.parents
+    text, top = str(path), str(root)
+    return text == top or text.startswith(top if top.endswith(os.sep) else top + os.sep)
 
 
 def resolve_allowed_path(

@@ -8,6 +8,7 @@ agent's context). Pillow's own global limits are never touched.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -83,8 +84,22 @@ class ImagePolicy(BaseModel):
 
     def spill_dir(self) -> Path:
         """The folder spilled images live in (``<cache_dir>/images``), resolved."""
-        base = self.cache_dir.expanduser() if self.cache_dir else default_cache_dir()
-        return Path(os.path.realpath(base)) / "images"
+        env = os.environ
+        return _spill_dir(
+            self.cache_dir,
+            env.get("SEAL_AGENT_CACHE_DIR"),
+            env.get("XDG_CACHE_HOME"),
+            env.get("HOME"),
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _spill_dir(
+    cache_dir: Path | None, env_dir: str | None, xdg: str | None, home: str | None
+) -> Path:
+    """Resolved once per setting (every image load asks for it)."""
+    base = cache_dir.expanduser() if cache_dir else default_cache_dir()
+    return Path(os.path.realpath(base)) / "images"
 
 
 __all__ = [

@@ -173,7 +173,7 @@ def store_decoded(data: bytes, digest: str, pyramid: ImagePyramid, policy: Image
     image_cache().put(content_key(digest), pyramid)
     try:
         st = os.stat(path)
-        verified_files().put((str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), digest)
+        verified_files().put((str(path), st.st_dev, st.st_ino, st.st_size, 0), digest)
     except OSError:
         pass
     evict(policy)
