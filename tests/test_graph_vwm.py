@@ -178,11 +178,12 @@ def test_a_budget_too_small_for_all_crops_warns(scene_path, config):
 
 def test_best_box_policy_shows_a_failed_searchs_best_guess(scene_path, config):
     # The colour model scores the too-small square below confidence_high at coarse views;
-    # with a single-patch budget the search stops with only its fallback box.
+    # with a single-patch budget the search stops with only its best box, kept below
+    # confidence_low so the budget's fallback (issue 7) does not count it as found.
     capped = config.model_copy(
         update={
             "context_cue": False,
-            "search": config.search.model_copy(update={"max_calls": 1, "confidence_low": 0.0}),
+            "search": config.search.model_copy(update={"max_calls": 1, "confidence_low": 0.5}),
         }
     )
     default_chat = ScriptedChatModel(script=seal_script("red square"))

@@ -94,7 +94,9 @@ def test_a_search_result_is_drawn_over_the_given_image(scene):
 def test_the_tool_artifact_can_carry_the_picture(scene, tmp_path):
     path = tmp_path / "scene.png"
     scene.image.save(path)
-    tool = create_visual_search_tool(graph=_graph(tmp_path), include_visualization=True)
+    tool = create_visual_search_tool(
+        graph=_graph(tmp_path), include_visualization=True, allowed_roots=[tmp_path]
+    )
     message = tool.invoke(
         {
             "type": "tool_call",
