@@ -42,7 +42,12 @@ from search_length import (  # noqa: E402
 )
 
 from seal_agent.imaging.pyramid import ImagePyramid  # noqa: E402
-from seal_agent.photoworld import HaarSearchModel, PhotoScene, build_scene  # noqa: E402
+from seal_agent.photoworld import (  # noqa: E402
+    HAAR_THRESHOLDS,
+    HaarSearchModel,
+    PhotoScene,
+    build_scene,
+)
 from seal_agent.search.config import STRATEGIES, SearchConfig  # noqa: E402
 from seal_agent.search.engine import VStarSearch  # noqa: E402
 from seal_agent.search.protocol import SearchModel  # noqa: E402
@@ -169,7 +174,8 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, row in table.items():
         ratio = row["patches_vs_bfs"]
-        vs = f" ({ratio:.2f}x bfs)" if ratio is not None and name != "bfs" else ""
+        shown = ratio is not None and name not in ("bfs", "ceiling")
+        vs = f" ({ratio:.2f}x bfs)" if shown else ""
         length = row["mean_patches_when_found"]
         print(
             f"| {name} | {100 * row['success_rate']:.0f} % | {row['mean_patches']:.1f}{vs} | "
@@ -192,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         "--max-calls", type=int, default=256, help="per-search budget (the library default)"
     )
     parser.add_argument("--input-size", type=int, default=512)
+    parser.add_argument(
+        "--confidence-high",
+        type=float,
+        default=None,
+        help="the detector's operating point (default: HAAR_THRESHOLDS, 0.8)",
+    )
+    parser.add_argument("--confidence-low", type=float, default=None)
     parser.add_argument("--no-cache", action="store_true", help="recompute every view")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -201,7 +214,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown strategies: {', '.join(unknown)}")
     strategies.append("ceiling")
     n = 2 if args.quick else args.n
-    model: SearchModel = HaarSearchModel(input_size=args.input_size)
+    overrides = {
+        name: value
+        for name, value in (
+            ("confidence_high", args.confidence_high),
+            ("confidence_low", args.confidence_low),
+        )
+        if value is not None
+    }
+    thresholds = HAAR_THRESHOLDS.model_copy(update=overrides)
+    model: SearchModel = HaarSearchModel(input_size=args.input_size, thresholds=thresholds)
     if not args.no_cache:
         model = CachedModel(model)
 
@@ -226,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     table = summarise(records, strategies)
     print(
         f"\nReal photos: {n} scenes (seed {args.seed}), one face each, OpenCV Haar "
-        f"frontal-face cascade at input_size {args.input_size}, max_calls {args.max_calls}; "
-        f"{seconds:.0f} s"
+        f"frontal-face cascade at input_size {args.input_size}, confidence_high/low "
+        f"{thresholds.confidence_high}/{thresholds.confidence_low}, max_calls "
+        f"{args.max_calls}; {seconds:.0f} s"
     )
     print_table(table)
     checks: list[Check] = issue7_targets(table, "real photos", signal=True)
@@ -241,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "strategies": strategies,
             "max_calls": args.max_calls,
             "input_size": args.input_size,
+            "thresholds": thresholds.model_dump(),
             "phrase": PHRASE,
             "seconds": seconds,
             "command": " ".join(sys.argv),

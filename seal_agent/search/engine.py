@@ -143,6 +143,7 @@ class VStarSearch:
                 f"search model thresholds must be ModelThresholds, got {type(defaults).__name__}"
             )
         self.model = model
+        self.input_size = input_size
         self.config = config if config is not None else SearchConfig()
         # The optional protocol parts, detected once (protocol.SearchModel).
         self.passes_scales = accepts_scales(model)
@@ -237,7 +238,7 @@ class _SearchRun:
         self.target = target
         self.context_cue = context_cue
         self.on_step = on_step
-        self.input_size: int = engine.model.input_size
+        self.input_size: int = engine.input_size  # read once (a lazy model may load)
         self.frontier: Frontier = make_frontier(self.strategy, cfg.seed)
         self.trace: list[TraceStep] = []
         self.candidates: list[_Candidate] = []
