@@ -68,3 +68,14 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     RunStore(tmp_path, MANIFEST, resume=False).append(_record("a"))
     with pytest.raises(RunStoreError, match="order"):
         RunStore(tmp_path, {**MANIFEST, "order": "shuffled"}, resume=True)
+
+
+def test_an_item_a_model_fault_left_unanswered_is_retried_on_resume(tmp_path):
+    store = RunStore(tmp_path, MANIFEST, resume=False)
+    store.append(_record("a").model_copy(update={"error": "ChatModelError: CUDA out of memory"}))
+    resumed = RunStore(tmp_path, MANIFEST, resume=True)
+    assert not resumed.done(("SEAL (vstar)", 0, "a"))
+    resumed.append(_record("a"))
+    again = RunStore(tmp_path, MANIFEST, resume=True)
+    assert again.done(("SEAL (vstar)", 0, "a"))
+    assert [r.error for r in again.records()] == [None]  # the later line wins

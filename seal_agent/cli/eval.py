@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--out", type=Path, default=Path("eval-out"))
     ev.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: best available)")
     ev.add_argument("--max-targets", type=int, default=5)
+    ev.add_argument(
+        "--max-calls", type=int, default=None, help="patches scored per target, at most"
+    )
     ev.add_argument("--cache-dir", type=Path, default=None, help="image cache directory")
     ev.add_argument(
         "--ray",
@@ -86,6 +89,7 @@ def eval_command(args: argparse.Namespace) -> int:
                 scoring=args.scoring,
                 cache_dir=args.cache_dir,
                 max_targets=args.max_targets,
+                max_calls=args.max_calls,
             ),
             systems=tuple(default_systems(args.strategies or ["vstar"])),
             order=args.order,

@@ -87,7 +87,10 @@ class RunStore:
                 fh.truncate(good_end)
 
     def done(self, key: tuple[str, int, str]) -> bool:
-        return key in self._records
+        """Finished with an answer; an item a model fault left unanswered is run again
+        on resume (its new line supersedes the old one)."""
+        record = self._records.get(key)
+        return record is not None and record.error is None
 
     def append(self, record: ItemRecord) -> None:
         line = record.model_dump_json() + "\n"

@@ -68,6 +68,9 @@ class ModelSpec(BaseModel):
     )
     cache_dir: Path | None = Field(None, description="image cache of the graph")
     max_targets: int = Field(5, ge=1)
+    max_calls: int | None = Field(
+        None, ge=1, description="patches scored per target, at most (None: SearchConfig's)"
+    )
 
 
 class SystemSpec(BaseModel):
@@ -145,9 +148,10 @@ def build_answerers(
                     option_scoring="likelihood" if scoring == "likelihood" else "generate",
                 )
                 graph = build_graph(vqa, build_search_model(models.search, models.device), config)
-            answerers[system.name] = graph_answerer(
-                graph, context={"search": {"strategy": system.strategy}}
-            )
+            search: dict[str, Any] = {"strategy": system.strategy}
+            if models.max_calls is not None:
+                search["max_calls"] = models.max_calls
+            answerers[system.name] = graph_answerer(graph, context={"search": search})
         elif system.kind == "global":
             answerers[system.name] = (
                 likelihood_answerer(vqa) if scoring == "likelihood" else direct_answerer(vqa)  # type: ignore[arg-type]
