@@ -552,6 +552,12 @@ def _pred(heatmap: Any = None, detections: Any = ()) -> Any:
     return PatchPrediction(detections=detections, heatmap=hm)
 
 
+def _det(box: Any, score: Any) -> Any:
+    from seal_agent.search import Detection
+
+    return Detection(box, score)  # unchecked on purpose: the search must catch it
+
+
 MODEL_FAULTS = [
     pytest.param("chat", _raise, ChatModelError, r"failed while listing.*provider exploded",
                  id="chat_raises"),
@@ -567,6 +573,19 @@ MODEL_FAULTS = [
                  * p] * v, SearchModelError, r"NaN or inf", id="search_nan_heatmap"),
     pytest.param("search", lambda v, p: [[_pred(__import__("numpy").zeros(4))] * p] * v,
                  SearchModelError, r"not a 2-D array", id="search_1d_heatmap"),
+    pytest.param("search", lambda v, p: [[_pred(detections=(_det((1, 2, 3), 0.9),))] * p] * v,
+                 SearchModelError, r"a box has 3 coordinates", id="search_3_number_box"),
+    pytest.param("search", lambda v, p: [[_pred(detections=(_det(("a",) * 4, 0.9),))] * p] * v,
+                 SearchModelError, r"coordinates must be numbers", id="search_string_coords"),
+    pytest.param("search", lambda v, p: [[_pred(detections=None)] * p] * v, SearchModelError,
+                 r"detections is NoneType", id="search_detections_none"),
+    pytest.param("search", lambda v, p: [[_pred(__import__("numpy").array([["a", "b"]] * 2,
+                 dtype=object))] * p] * v, SearchModelError, r"heatmap is not numeric",
+                 id="search_object_heatmap"),
+    pytest.param("search", lambda v, p: [[_pred(detections=(_det((1, 2, 5, 6), 1.7),))] * p]
+                 * v, SearchModelError, r"outside the model's range", id="search_score_above_1"),
+    pytest.param("search", lambda v, p: [[_pred(detections=(_det((1, 2, 5, 6), "high"),))] * p]
+                 * v, SearchModelError, r"a score is str", id="search_string_score"),
 ]  # fmt: skip
 
 
