@@ -155,6 +155,9 @@ def outcome_from_result(result: SearchResult) -> TargetOutcome:
         elapsed_s=round(result.elapsed_s, 4),
         context_phrase=next((s.context_phrase for s in result.trace if s.context_phrase), None),
         trace=[step_record(s) for s in result.trace],
+        fallback=result.fallback,
+        confirmations=result.confirmations,
+        dismissed=result.dismissed,
     )
 
 

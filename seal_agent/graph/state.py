@@ -82,6 +82,13 @@ class TargetOutcome(TypedDict):
     elapsed_s: float
     context_phrase: str | None
     trace: list[StepRecord]
+    #: Found through the best candidate at or above confidence_low, not a box above
+    #: confidence_high (also after a budget or deadline stop).
+    fallback: NotRequired[bool]
+    #: Confident boxes seen at less than native detail, and the native-detail views that
+    #: checked them; ``dismissed`` of them failed the check.
+    confirmations: NotRequired[int]
+    dismissed: NotRequired[int]
 
 
 #: A compact entry of the run's trace: ``{"event": "targets_listed", "targets": [...]}``.
