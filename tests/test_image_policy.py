@@ -226,3 +226,20 @@ def test_chat_calls_time_out_sync_and_async():
         asyncio.run(acall_with_timeout(slow, 0.2, doing="testing", model="M"))
     assert time.monotonic() - started < 1.5
     assert asyncio.run(acall_with_timeout(fast, 1.0, doing="x", model="M")) == 2
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_webp_decodes_to_pillows_pixels_without_its_decoder_buffers(mode: str):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 64, len(mode)), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buffer, format="WEBP", lossless=True)
+    data = buffer.getvalue()
+    pyramid = decode_bytes(data, ImagePolicy(), "a WebP")
+    expected = Image.open(io.BytesIO(data))
+    expected.load()
+    if mode == "RGBA":  # transparency flattened onto white, as for every format
+        canvas = Image.new("RGB", expected.size, (255, 255, 255))
+        canvas.paste(expected, mask=expected.getchannel("A"))
+        expected = canvas
+    assert np.array_equal(np.asarray(pyramid.image), np.asarray(expected.convert("RGB")))

@@ -180,6 +180,39 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
+def _webp_first_frame(image: Image.Image) -> Image.Image | None:
+    """A WebP's first frame with libwebp's decoder freed first, or None to decode as usual.
+
+    Pillow's ``load`` keeps three full-size buffers alive at once (libwebp's canvas, a
+    bytes copy of the frame, the image), 12 bytes a pixel against RGB's 3. Taking the
+    frame from the decoder and dropping the decoder before the image is built keeps the
+    peak at two. Private Pillow attributes: any surprise falls back to the usual path.
+    """
+    decoder = getattr(image, "_decoder", None)
+    rawmode = getattr(image, "rawmode", None)
+    if image.format != "WEBP" or decoder is None or rawmode not in ("RGBA", "RGBX"):
+        return None
+    try:
+        decoder.reset()
+        frame = decoder.get_next()
+    except (AttributeError, TypeError):
+        return None
+    if not isinstance(frame, tuple) or not isinstance(frame[0], bytes):
+        return None
+    data, size, info = frame[0], image.size, dict(image.info)
+    del frame
+    image._decoder = None  # type: ignore[attr-defined]  # libwebp's canvas goes here
+    del decoder
+    image.close()
+    mode = "RGBA" if rawmode == "RGBA" else "RGB"
+    try:
+        frame_image = Image.frombuffer(mode, size, data, "raw", rawmode, 0, 1)
+    except ValueError:
+        raise InvalidImageError("the WebP frame does not match its header") from None
+    frame_image.info.update(info)
+    return frame_image
+
+
 def decode_bytes(data: bytes, policy: ImagePolicy, what: str) -> ImagePyramid:
     """The upright RGB pyramid of an encoded image, within the policy's limits."""
     if not data:
@@ -188,7 +221,10 @@ def decode_bytes(data: bytes, policy: ImagePolicy, what: str) -> ImagePyramid:
     cost = check_cost(image, policy, what)
     with decode_budget().reserve(cost, what):
         try:
-            if getattr(image, "n_frames", 1) > 1:
+            webp = _webp_first_frame(image)
+            if webp is not None:
+                image = webp
+            elif getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # GIF, WebP, TIFF, MPO: the first frame only
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
