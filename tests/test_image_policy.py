@@ -229,7 +229,12 @@ def test_chat_calls_time_out_sync_and_async():
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA"])
-def test_webp_decodes_to_pillows_pixels_without_its_decoder_buffers(mode: str):
+@pytest.mark.parametrize("codec", ["imagecodecs", "pillow-decoder"])
+def test_webp_decodes_to_pillows_pixels_without_its_decoder_buffers(
+    mode: str, codec: str, monkeypatch: pytest.MonkeyPatch
+):
+    if codec == "pillow-decoder":  # the fallback when imagecodecs is not installed
+        monkeypatch.setitem(__import__("sys").modules, "imagecodecs", None)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (48, 64, len(mode)), dtype=np.uint8)
     buffer = io.BytesIO()
