@@ -185,7 +185,14 @@ class SealNodes:
         model = self._search_model()
         if not self.view_cache_bytes or isinstance(model, ViewCachingSearchModel):
             return model
-        return ViewCachingSearchModel(model, max_bytes=self.view_cache_bytes)
+        try:  # the wrapper inspects the model, which may fail to load right here
+            return ViewCachingSearchModel(model, max_bytes=self.view_cache_bytes)
+        except SealError:
+            raise
+        except Exception as exc:
+            raise SearchModelError(
+                f"the search model could not be set up: {type(exc).__name__}: {exc}"
+            ) from exc
 
     # -- helpers -------------------------------------------------------------------------
     def settings(self, runtime: Runtime[SealConfig] | None, config: RunnableConfig) -> SealConfig:
