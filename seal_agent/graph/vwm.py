@@ -22,8 +22,6 @@ the objects beyond it keep only their location line.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -32,7 +30,7 @@ from PIL import Image
 
 from seal_agent.imaging.frames import pad_to_square
 from seal_agent.imaging.geometry import Box
-from seal_agent.imaging.loading import ImageRef, cache_key, encode_image
+from seal_agent.imaging.loading import ImageRef, encoded_global_view
 from seal_agent.imaging.pyramid import ImagePyramid
 
 if TYPE_CHECKING:  # the graph imports no model code until a model is used
@@ -173,11 +171,6 @@ def for_frame(image: Image.Image, profile: VisionProfile) -> Image.Image:
     return image
 
 
-_FRAME_VIEWS: OrderedDict[tuple, str] = OrderedDict()
-_FRAME_VIEWS_LOCK = threading.Lock()
-_FRAME_VIEWS_MAX = 16
-
-
 def encoded_frame_view(
     ref: ImageRef,
     pyramid: ImagePyramid,
@@ -187,19 +180,14 @@ def encoded_frame_view(
 ) -> str:
     """Base64 of the global image at longer side ``side`` in the model's frame, memoised
     (the listing, each cue question and the answer show the same view)."""
-    side = min(side, max(pyramid.width, pyramid.height))
-    key = (cache_key(ref), side, image_format, profile.frame, profile.pad_colour)
-    with _FRAME_VIEWS_LOCK:
-        if key in _FRAME_VIEWS:
-            _FRAME_VIEWS.move_to_end(key)
-            return _FRAME_VIEWS[key]
-    view, _ = pyramid.view(Box.full(pyramid.width, pyramid.height), side)
-    encoded = encode_image(for_frame(view, profile), image_format)
-    with _FRAME_VIEWS_LOCK:
-        _FRAME_VIEWS[key] = encoded
-        while len(_FRAME_VIEWS) > _FRAME_VIEWS_MAX:
-            _FRAME_VIEWS.popitem(last=False)
-    return encoded
+    return encoded_global_view(
+        ref,
+        pyramid,
+        side,
+        image_format,
+        prepare=lambda view: for_frame(view, profile),
+        variant=(profile.frame, profile.pad_colour),
+    )
 
 
 __all__ = [

@@ -18,6 +18,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Literal, cast
 
@@ -202,7 +203,7 @@ def _load_url(url: str, policy: ImagePolicy) -> tuple[ImageRef, ImagePyramid]:
 
 # -- encoding for chat models ------------------------------------------------------------
 _ENCODED_LOCK = threading.Lock()
-_ENCODED: OrderedDict[tuple[str, int, str], str] = OrderedDict()
+_ENCODED: OrderedDict[tuple[str, int, str, Hashable], str] = OrderedDict()
 _ENCODED_MAX = 16
 
 
@@ -221,20 +222,25 @@ def encoded_global_view(
     pyramid: ImagePyramid,
     max_side: int,
     image_format: Literal["png", "jpeg"] = "png",
+    *,
+    prepare: Callable[[Image.Image], Image.Image] | None = None,
+    variant: Hashable = None,
 ) -> str:
     """Base64 of the whole image downscaled to ``max_side``, memoised per image.
 
     The listing, every contextual-cue question and the final answer all show the chat
-    model the same global view; it is resized and encoded once.
+    model the same global view; it is resized and encoded once. ``prepare`` turns the
+    view into what a model sees (a square pad, say); ``variant`` names that preparation
+    in the memo's key.
     """
     side = min(max_side, max(pyramid.width, pyramid.height))
-    key = (cache_key(ref), side, image_format)
+    key = (cache_key(ref), side, image_format, variant)
     with _ENCODED_LOCK:
         if key in _ENCODED:
             _ENCODED.move_to_end(key)
             return _ENCODED[key]
     view, _ = pyramid.view(Box.full(pyramid.width, pyramid.height), side)
-    encoded = encode_image(view, image_format)
+    encoded = encode_image(view if prepare is None else prepare(view), image_format)
     with _ENCODED_LOCK:
         _ENCODED[key] = encoded
         while len(_ENCODED) > _ENCODED_MAX:
