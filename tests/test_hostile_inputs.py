@@ -476,6 +476,21 @@ def test_per_call_search_settings_still_work_and_max_targets_is_capped(env: Env,
         create_visual_search_tool(graph=graph, config={"allow_urls": False})
 
 
+@pytest.mark.parametrize(
+    "search", [{"max_calls": None}, {"max_calls": 10**9}, {"deadline_s": None}, {"deadline_s": 1e9}]
+)
+def test_a_call_may_lower_the_search_budget_but_never_raise_it(env: Env, deployment, search):
+    graph, _ = deployment
+    inputs = {"image": str(env.allowed / "good.png"), "question": "q?"}
+    name = next(iter(search))
+    with pytest.raises(DeploymentSettingError, match=f"search budget '{name}'"):
+        graph.invoke(inputs, context={"search": search})
+    with pytest.raises(DeploymentSettingError, match=f"search budget '{name}'"):
+        graph.invoke(inputs, config={"configurable": {"seal": {"search": search}}})
+    lowered = graph.invoke(inputs, context={"search": {"max_calls": 2, "deadline_s": 5.0}})
+    assert all(o["patches_scored"] <= 2 for o in lowered["searches"].values())
+
+
 def test_hostile_inputs_leave_no_spilled_or_temporary_files(env: Env) -> None:
     """Only inputs that decoded are spilled; failed writes leave no temporary files."""
     spilled = [p for p in env.cache.rglob("*") if p.is_file()]

@@ -142,15 +142,15 @@ def build_answerers(
     for system in systems:
         if system.kind == "seal":
             if graph is None:
+                budget = {} if models.max_calls is None else {"max_calls": models.max_calls}
                 config = SealConfig(
                     cache_dir=models.cache_dir,
                     max_targets=models.max_targets,
                     option_scoring="likelihood" if scoring == "likelihood" else "generate",
+                    search=budget,  # a budget is set when the graph is built, not per call
                 )
                 graph = build_graph(vqa, build_search_model(models.search, models.device), config)
             search: dict[str, Any] = {"strategy": system.strategy}
-            if models.max_calls is not None:
-                search["max_calls"] = models.max_calls
             answerers[system.name] = graph_answerer(graph, context={"search": search})
         elif system.kind == "global":
             answerers[system.name] = (

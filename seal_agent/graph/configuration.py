@@ -274,9 +274,28 @@ def merge_overrides(base: SealConfig, override: SealConfig | dict[str, Any] | No
             continue
         if name == "search":
             fields = {k: getattr(value, k) for k in value.model_fields_set}
+            _refuse_raised_budgets(base.search, fields)
             value = base.search.model_copy(update=fields)
         update[name] = value
     return base.model_copy(update=update)
+
+
+#: Search budgets a call may lower but never raise or remove: they bound what one call
+#: can make the process spend.
+BUDGET_FIELDS = ("max_calls", "deadline_s")
+
+
+def _refuse_raised_budgets(base: SearchConfig, fields: dict[str, Any]) -> None:
+    for name in BUDGET_FIELDS:
+        if name not in fields:
+            continue
+        limit, wanted = getattr(base, name), fields[name]
+        if limit is not None and (wanted is None or wanted > limit):
+            raise DeploymentSettingError(
+                f"the per-call settings raise the search budget {name!r} to {wanted!r} above "
+                f"the graph's {limit!r}; a call may only lower it (set a larger budget in "
+                f"build_graph(config=SealConfig(search={{{name!r}: ...}})))"
+            )
 
 
 def _refuse_profile_paths(override: dict[str, Any]) -> None:
