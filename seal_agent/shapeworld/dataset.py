@@ -8,14 +8,14 @@ under ``relative_position/``; each JSON holds ``target_object``, ``bbox`` ([x, y
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from seal_agent.errors import SealError
-from seal_agent.shapeworld.scene import SceneKind, SceneSpec, generate_scene
+from seal_agent.shapeworld.scene import Scene, SceneKind, SceneSpec, generate_scene
 
 SUBSETS: tuple[SceneKind, ...] = ("direct_attributes", "relative_position")
 
@@ -44,6 +44,34 @@ def item_seed(seed: int, subset: SceneKind, index: int) -> int:
     return int(state[0])
 
 
+def check_request(n: int, subsets: Sequence[SceneKind]) -> None:
+    """The item count and subsets every dataset writer accepts."""
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    unknown = [s for s in subsets if s not in SUBSETS]
+    if unknown:
+        raise ValueError(f"unknown subset(s) {unknown}; expected some of {list(SUBSETS)}")
+
+
+def subset_scenes(
+    subset: SceneKind,
+    n: int,
+    seed: int,
+    spec: SceneSpec,
+    sizes: Sequence[tuple[int, int]] | None,
+) -> Iterator[tuple[int, Scene]]:
+    """The ``n`` scenes of one subset, in order: every layout writes the same questions.
+
+    ``spec`` sets everything but the kind; ``sizes``, if given, is cycled per item.
+    """
+    for index in range(n):
+        overrides: dict[str, object] = {"kind": subset}
+        if sizes:
+            width, height = sizes[index % len(sizes)]
+            overrides |= {"width": width, "height": height}
+        yield index, generate_scene(item_seed(seed, subset, index), spec, **overrides)
+
+
 def annotation_path_for(image_path: Path) -> Path:
     """NAME.jpg -> NAME.json in the same folder (never split on '.': './data' breaks)."""
     return image_path.with_name(image_path.stem + ".json")
@@ -66,13 +94,9 @@ def write_dataset(
     JPEG at ``quality`` with 4:4:4 chroma: V*Bench ships JPEGs, and chroma subsampling
     would smear the colour of a 12 px target across its neighbours.
     """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    check_request(n, subsets)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    unknown = [s for s in subsets if s not in SUBSETS]
-    if unknown:
-        raise ValueError(f"unknown subset(s) {unknown}; expected some of {list(SUBSETS)}")
     root = Path(root)
     base = spec or SceneSpec()
     written: list[WrittenItem] = []
@@ -82,13 +106,7 @@ def write_dataset(
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatasetWriteError(f"cannot create {folder}: {exc}") from exc
-        for index in range(n):
-            overrides: dict[str, object] = {"kind": subset}
-            if sizes:
-                width, height = sizes[index % len(sizes)]
-                overrides |= {"width": width, "height": height}
-            scene_seed = item_seed(seed, subset, index)
-            scene = generate_scene(scene_seed, base, **overrides)
+        for index, scene in subset_scenes(subset, n, seed, base, sizes):
             name = f"shapeworld_{index:05d}"
             image_path = folder / f"{name}.jpg"
             annotation_path = annotation_path_for(image_path)
@@ -103,7 +121,7 @@ def write_dataset(
                     name=name,
                     image_path=image_path,
                     annotation_path=annotation_path,
-                    seed=scene_seed,
+                    seed=scene.seed,
                     width=scene.spec.width,
                     height=scene.spec.height,
                 )
@@ -116,6 +134,8 @@ __all__ = [
     "DatasetWriteError",
     "WrittenItem",
     "annotation_path_for",
+    "check_request",
     "item_seed",
+    "subset_scenes",
     "write_dataset",
 ]

@@ -18,8 +18,8 @@ import string
 from collections.abc import Sequence
 from pathlib import Path
 
-from seal_agent.shapeworld.dataset import SUBSETS, DatasetWriteError, item_seed
-from seal_agent.shapeworld.scene import SceneKind, SceneSpec, generate_scene
+from seal_agent.shapeworld.dataset import SUBSETS, DatasetWriteError, check_request, subset_scenes
+from seal_agent.shapeworld.scene import SceneKind, SceneSpec
 
 COLUMNS = ("index", "question", "answer", "category", "A", "B", "C", "D", "image")
 CYCLE_COLUMN = "cycle_category"
@@ -45,13 +45,9 @@ def write_hrbench(
     Returns the number of rows written. Scenes are the same as ``write_dataset``'s for
     the same seed, so the two layouts hold the same questions.
     """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    check_request(n, subsets)
     if not 1 <= cycles <= 26:
         raise ValueError(f"cycles must be in 1..26, got {cycles}")
-    unknown = [s for s in subsets if s not in SUBSETS]
-    if unknown:
-        raise ValueError(f"unknown subset(s) {unknown}; expected some of {list(SUBSETS)}")
     path = Path(path)
     base = spec or SceneSpec()
     rows = 0
@@ -61,12 +57,7 @@ def write_hrbench(
             writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
             writer.writerow((*COLUMNS, CYCLE_COLUMN))
             for subset in subsets:
-                for index in range(n):
-                    overrides: dict[str, object] = {"kind": subset}
-                    if sizes:
-                        width, height = sizes[index % len(sizes)]
-                        overrides |= {"width": width, "height": height}
-                    scene = generate_scene(item_seed(seed, subset, index), base, **overrides)
+                for _, scene in subset_scenes(subset, n, seed, base, sizes):
                     buffer = io.BytesIO()
                     scene.image.save(buffer, format="JPEG", quality=quality, subsampling=0)
                     image = base64.b64encode(buffer.getvalue()).decode("ascii")
