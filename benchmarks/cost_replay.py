@@ -37,6 +37,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from PIL import Image
 from pydantic import ConfigDict, PrivateAttr
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from seal_agent.models.chat import find_language_model_path, limit_pixels
 from seal_agent.models.content import to_conversation
@@ -166,15 +167,21 @@ class VqaCost:
         self._shared = cache
         self._use_cache = use_cache
         self._lock = threading.Lock()
+        #: Seconds by phase, summed over calls (where a question's time goes): building
+        #: the inputs on the CPU (image processor), prefill (vision tower + prompt, up
+        #: to the first token) and decoding the remaining tokens.
+        self.phase_seconds = {"prep": 0.0, "prefill": 0.0, "decode": 0.0}
 
     def run(self, messages: Sequence[BaseMessage]) -> tuple[int, int, int, float]:
         """(prompt tokens, image tokens, images, seconds in the network)."""
+        import time
+
+        prep_started = time.perf_counter()
         inputs, prompt_tokens, image_tokens = self.builder.build(messages)
+        prep = time.perf_counter() - prep_started
         images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
         if self.model is None:
             return prompt_tokens, image_tokens, images, 0.0
-        import time
-
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
         moved = {
@@ -186,6 +193,7 @@ class VqaCost:
                 self._shared.enabled = self._use_cache
             _sync(device)
             started = time.perf_counter()
+            first_token = _FirstTokenClock(device)
             self.model.generate(
                 **moved,
                 max_new_tokens=self.new_tokens,
@@ -194,10 +202,73 @@ class VqaCost:
                 temperature=None,
                 top_p=None,
                 top_k=None,
+                stopping_criteria=StoppingCriteriaList([first_token]),
             )
             _sync(device)
-            seconds = time.perf_counter() - started
+            ended = time.perf_counter()
+            seconds = ended - started
+            prefill = (first_token.at or ended) - started
+            self.phase_seconds["prep"] += prep
+            self.phase_seconds["prefill"] += prefill
+            self.phase_seconds["decode"] += seconds - prefill
         return prompt_tokens, image_tokens, images, seconds
+
+    def score(
+        self, messages: Sequence[BaseMessage], options: Sequence[str]
+    ) -> tuple[int, int, int, float]:
+        """What ``score_options`` pays (``models/option_scoring.py``): one prefill of the
+        prompt with its KV cache kept, then each option's own tokens (plus the
+        end-of-turn token) on top of it, the cache cropped back after each. Returns
+        (tokens run, image tokens, images, seconds in the network)."""
+        import time
+
+        prep_started = time.perf_counter()
+        inputs, prompt_tokens, image_tokens = self.builder.build(messages)
+        prep = time.perf_counter() - prep_started
+        images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
+        option_ids = [[*self.builder._text_ids(option), 1] for option in options]
+        tokens = prompt_tokens + sum(len(ids) - 1 for ids in option_ids)
+        if self.model is None:
+            return tokens, image_tokens, images, 0.0
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        moved = {
+            k: v.to(device, dtype) if k == "pixel_values" else v.to(device)
+            for k, v in inputs.items()
+        }
+        with self._lock, torch.inference_mode():
+            if self._shared is not None:
+                self._shared.enabled = self._use_cache
+            _sync(device)
+            started = time.perf_counter()
+            out = self.model(**moved, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            for ids in option_ids:
+                if len(ids) > 1:
+                    continuation = torch.tensor([ids[:-1]], device=device)
+                    self.model(input_ids=continuation, past_key_values=cache, use_cache=True)
+                    cache.crop(-(len(ids) - 1))
+            _sync(device)
+            seconds = time.perf_counter() - started
+            self.phase_seconds["prep"] += prep
+            self.phase_seconds["prefill"] += seconds
+        return tokens, image_tokens, images, seconds
+
+
+class _FirstTokenClock(StoppingCriteria):
+    """Notes when the first token exists (prefill done); never stops generation."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.at: float | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> Any:
+        if self.at is None:
+            import time
+
+            _sync(self.device)
+            self.at = time.perf_counter()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 class ReplayChatModel(BaseChatModel):
@@ -231,6 +302,42 @@ class ReplayChatModel(BaseChatModel):
             self.counters.cost_seconds += seconds
         reply = self.decider.invoke(messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content))])
+
+    def score_options(self, messages: Sequence[BaseMessage], options: Sequence[str]) -> list[float]:
+        """Multiple choice by likelihood, as ``TransformersChatModel`` answers it (the
+        graph's default ``option_scoring="auto"`` scores instead of generating): the
+        cost network pays the scoring; the decider picks the option (asked with the
+        options lettered, as the generate path would ask it)."""
+        tokens, image_tokens, images, seconds = self.cost.score(messages, options)
+        with self.counters.lock:
+            self.counters.chat_calls += 1
+            self.counters.prefill_tokens += tokens
+            self.counters.image_tokens += image_tokens
+            self.counters.vqa_images += images
+            self.counters.cost_seconds += seconds
+        choice = _decider_choice(self.decider, messages, options)
+        return [0.0 if i == choice else 1.0 for i in range(len(options))]
+
+
+def _decider_choice(
+    decider: BaseChatModel, messages: Sequence[BaseMessage], options: Sequence[str]
+) -> int:
+    """The option the decider picks when shown the lettered options."""
+    from langchain_core.messages import HumanMessage
+
+    from seal_agent.graph.parsing import parse_option_choice
+    from seal_agent.graph.prompts import format_options
+
+    *head, last = list(messages)
+    content = last.content
+    suffix = "\n" + format_options(options)
+    if isinstance(content, str):
+        content = content + suffix
+    else:
+        content = [*content, {"type": "text", "text": suffix}]
+    reply = decider.invoke([*head, HumanMessage(content=content)])
+    choice = parse_option_choice(str(reply.content), list(options))
+    return 0 if choice is None else choice
 
 
 # -- search ------------------------------------------------------------------------------------

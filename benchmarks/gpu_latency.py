@@ -570,9 +570,10 @@ def end_to_end(
             graphs[name] = (
                 build_graph(chat, search, settings, view_cache_bytes=view_budget),
                 counters,
+                vqa,
             )
         warm = _e2e_scenes(1, True, seed=7)[0]  # kernels, allocator, templates
-        for graph, _ in graphs.values():
+        for graph, _, _ in graphs.values():
             ref = to_image_ref(warm.image, cache_dir=Path(tmp) / "images")
             graph.invoke({"image": ref, "question": warm.question, "options": list(warm.options)})
         for index, scene in enumerate(scenes):
@@ -580,9 +581,10 @@ def end_to_end(
             load_image(ref, cache_dir=Path(tmp) / "images")
             order = list(graphs) if index % 2 == 0 else list(graphs)[::-1]
             for name in order:
-                graph, counters = graphs[name]
+                graph, counters, vqa = graphs[name]
                 shared_cache.clear()  # each question's image is new to the VQA model
                 before = counters.snapshot()
+                phases_before = dict(vqa.phase_seconds)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 _sync(device)
@@ -603,6 +605,19 @@ def end_to_end(
                     ),
                     "correct": out.get("choice") == 0,
                 }
+                # Where the time went: the VLM's phases, the search network, the rest
+                # (graph, reference deciders, image handling on the CPU).
+                vqa_phases = {
+                    f"vqa_{phase}_seconds": round(spent - phases_before[phase], 3)
+                    for phase, spent in vqa.phase_seconds.items()
+                }
+                row.update(vqa_phases)
+                row["search_network_seconds"] = round(
+                    row["network_seconds"]
+                    - vqa_phases["vqa_prefill_seconds"]
+                    - vqa_phases["vqa_decode_seconds"],
+                    3,
+                )
                 for key in ("chat_calls", "prefill_tokens", "search_views_encoded"):
                     row[key] = after_counts[key] - before[key]
                 if device.type == "cuda":
@@ -626,6 +641,15 @@ def end_to_end(
             "max_seconds": round(max(r["seconds"] for r in group), 3),
             "mean_network_seconds": round(statistics.fmean(r["network_seconds"] for r in group), 3),
             "mean_chat_calls": round(statistics.fmean(r["chat_calls"] for r in group), 2),
+            **{
+                f"mean_{key}": round(statistics.fmean(r[key] for r in group), 3)
+                for key in (
+                    "vqa_prep_seconds",
+                    "vqa_prefill_seconds",
+                    "vqa_decode_seconds",
+                    "search_network_seconds",
+                )
+            },
             "mean_views_encoded": round(
                 statistics.fmean(r["search_views_encoded"] for r in group), 2
             ),
@@ -671,6 +695,23 @@ def end_to_end_main(args: argparse.Namespace) -> dict[str, Any]:
             f"{row['mean_views_encoded']:>7.2f} {row['accuracy']:>6.1f} {peak:>10}"
         )
     print("* peak GPU memory per question, both models resident, CUDA context included")
+    print(
+        f"\nwhere the time goes (mean s per question)\n{'system':<8} {'VLM prep':>9} "
+        f"{'prefill':>8} {'decode':>8} {'search':>8} {'other':>8}"
+    )
+    for name, row in report["summary"].items():
+        accounted = (
+            row["mean_vqa_prefill_seconds"]
+            + row["mean_vqa_decode_seconds"]
+            + row["mean_search_network_seconds"]
+        )
+        print(
+            f"{name:<8} {row['mean_vqa_prep_seconds']:>9.3f} "
+            f"{row['mean_vqa_prefill_seconds']:>8.3f} {row['mean_vqa_decode_seconds']:>8.3f} "
+            f"{row['mean_search_network_seconds']:>8.3f} "
+            f"{row['mean_seconds'] - accounted:>8.3f}"
+        )
+    print("VLM prep (image processor, CPU) is inside 'other'; search = OWL passes incl. its CPU")
     out = args.out or RESULTS / (
         f"gpu_latency_end_to_end{'_tiny' if args.tiny else ''}_{device.type}.json"
     )
