@@ -1,5 +1,11 @@
 """The texts the VQA chat model is shown, kept together so they can be read and tuned.
 
+Layout: every call about an image starts with the same message, the global image then
+the question; what a call asks of the model comes after it (the listing instructions as
+a system message, the answer's crops, location lines, question and options as a second
+user message). A local model can then prefill that prefix once per question and reuse
+its KV cache (``seal_agent.models.prefix_cache``).
+
 The reference (SEAL) phrasings are kept verbatim where a model may have been trained on
 them: the missing-objects answer, the contextual-cue question and the VWM's location
 lines. Coordinates in the location lines are normalised to [0, 1] in the frame the VQA
@@ -77,8 +83,8 @@ LOCATION_LINE = "{name} <object> at location [{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f
 NOT_FOUND_LINE = "{target} not existent in the image."
 NOT_SEARCHED_LINE = "{target} could not be located ({reason})."
 CROPS_CAPTION = (
-    "The first image is the whole image. Each following image is a close-up crop of one "
-    "object found by a visual search, in the order of the <object> entries below."
+    "The image above is the whole image. Each image that follows is a close-up crop of "
+    "one object found by a visual search, in the order of the <object> entries below."
 )
 OPTIONS_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
