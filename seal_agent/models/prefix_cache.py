@@ -358,6 +358,7 @@ class PrefixGeneration:
     sequences: torch.Tensor
     prompt_tokens: int
     reused_tokens: int
+    logits: tuple[torch.Tensor, ...] | None = None  # with ``output_logits=True``
 
     @property
     def prefilled_tokens(self) -> int:
@@ -375,6 +376,7 @@ def generate_with_prefix_cache(
 
     ``inputs`` are on the model's device already (pixel values in its dtype).
     """
+    generate_kwargs.pop("return_dict_in_generate", None)  # always on here
     prompt_tokens = int(inputs["input_ids"].shape[1])
     base = _unwrapped(model)
     layout = None
@@ -384,8 +386,8 @@ def generate_with_prefix_cache(
             with cache._lock:
                 cache.stats.fallbacks += 1
     if layout is None or cache is None:
-        sequences = model.generate(**inputs, **generate_kwargs)
-        return PrefixGeneration(sequences, prompt_tokens, 0)
+        out = model.generate(**inputs, **generate_kwargs, return_dict_in_generate=True)
+        return PrefixGeneration(out.sequences, prompt_tokens, 0, getattr(out, "logits", None))
     reused, kv = cache.take(layout)
     call = dict(inputs)
     if kv is not None:
@@ -411,7 +413,7 @@ def generate_with_prefix_cache(
     with cache._lock:
         cache.stats.reused_tokens += reused
         cache.stats.prefilled_tokens += prompt_tokens - reused
-    return PrefixGeneration(out.sequences, prompt_tokens, reused)
+    return PrefixGeneration(out.sequences, prompt_tokens, reused, getattr(out, "logits", None))
 
 
 __all__ = [
