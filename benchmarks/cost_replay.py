@@ -11,7 +11,9 @@ each model here is a pair:
   phrase pass; the VLM's real image processor and vision tower on every image of the
   prompt, prefill of the whole prompt, and a fixed number of generated tokens.
 
-Both are counted: chat calls, prefill tokens, VQA images through the vision tower,
+Both are counted: chat calls, prompt tokens and the prefill tokens among them (those
+not taken from a cached prompt prefix: ``seal_agent.models.prefix_cache``, the same
+code ``TransformersChatModel`` runs), VQA images through the vision tower,
 search-model image-encoder passes (views) and phrase passes. Used by
 ``cost_per_question.py`` (tiny networks on the CPU) and ``gpu_latency.py --end-to-end``
 (full size on a GPU).
@@ -41,6 +43,12 @@ from pydantic import ConfigDict, PrivateAttr
 from seal_agent.models.chat import find_language_model_path, limit_pixels
 from seal_agent.models.content import to_conversation
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS
+from seal_agent.models.prefix_cache import (
+    PrefixKVCache,
+    generate_with_prefix_cache,
+    prompt_layout,
+    shared_prefix,
+)
 from seal_agent.models.vision_cache import VisionFeatureCache
 from seal_agent.search.protocol import ModelThresholds, PatchPrediction
 
@@ -56,7 +64,8 @@ class Counters:
     """What a run paid; summed over calls, resettable per question."""
 
     chat_calls: int = 0
-    prefill_tokens: int = 0
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0  # prompt tokens minus those reused from a cached prefix
     image_tokens: int = 0
     vqa_images: int = 0  # images shown to the VQA model
     search_views_encoded: int = 0  # search-model image-encoder passes (views)
@@ -143,10 +152,41 @@ def install_vision_cache(model: Any) -> VisionFeatureCache:
     return cache
 
 
+class PrefixCount:
+    """What a prefix cache would reuse, by the same matching rule, for runs without a
+    network (``--real none``): the layouts of earlier prompts, the most recent kept."""
+
+    def __init__(self, min_prefix_tokens: int, max_prompts: int = 32) -> None:
+        self.min_prefix_tokens = min_prefix_tokens
+        self.max_prompts = max_prompts
+        self._layouts: list[Any] = []
+
+    def reused(self, inputs: dict[str, torch.Tensor], image_token_id: int) -> int:
+        layout = prompt_layout(inputs, image_token_id)
+        if layout is None:
+            return 0
+        best = max(
+            (min(shared_prefix(old, layout), layout.length - 1) for old in self._layouts),
+            default=0,
+        )
+        self._layouts = [*self._layouts, layout][-self.max_prompts :]
+        return best if best >= self.min_prefix_tokens else 0
+
+
+@dataclass
+class CallCost:
+    prompt_tokens: int
+    image_tokens: int
+    images: int
+    seconds: float
+    reused_tokens: int = 0
+
+
 class VqaCost:
     """A real VLM (random weights) that pays each chat call: vision tower, prefill and
     ``new_tokens`` generated tokens. With ``cache`` (installed on ``model``) and
-    ``use_cache``, images already seen skip the vision tower; ``use_cache=False`` runs
+    ``use_cache``, images already seen skip the vision tower; with ``prefix_cache`` (and
+    ``use_cache``) a prompt prefix already prefilled is reused; ``use_cache=False`` runs
     the same model uncached (two systems can share one set of weights)."""
 
     def __init__(
@@ -158,21 +198,32 @@ class VqaCost:
         cache: VisionFeatureCache | None = None,
         use_cache: bool = True,
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        prefix_cache: PrefixKVCache | None = None,
     ) -> None:
         self.model = model
         self.builder = QwenPromptBuilder(config, max_pixels)
         self.new_tokens = new_tokens
         self.cache = cache if use_cache else None
+        self.prefix_cache = prefix_cache if use_cache else None
+        self._prefix_count = (
+            PrefixCount(prefix_cache.min_prefix_tokens)
+            if model is None and self.prefix_cache is not None
+            else None
+        )
         self._shared = cache
         self._use_cache = use_cache
         self._lock = threading.Lock()
 
-    def run(self, messages: Sequence[BaseMessage]) -> tuple[int, int, int, float]:
-        """(prompt tokens, image tokens, images, seconds in the network)."""
+    def run(self, messages: Sequence[BaseMessage]) -> CallCost:
         inputs, prompt_tokens, image_tokens = self.builder.build(messages)
         images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
         if self.model is None:
-            return prompt_tokens, image_tokens, images, 0.0
+            reused = 0
+            if self._prefix_count is not None:
+                with self._lock:
+                    image_token = int(self.builder.config.image_token_id)
+                    reused = self._prefix_count.reused(inputs, image_token)
+            return CallCost(prompt_tokens, image_tokens, images, 0.0, reused)
         import time
 
         device = next(self.model.parameters()).device
@@ -186,8 +237,10 @@ class VqaCost:
                 self._shared.enabled = self._use_cache
             _sync(device)
             started = time.perf_counter()
-            self.model.generate(
-                **moved,
+            out = generate_with_prefix_cache(
+                self.model,
+                moved,
+                self.prefix_cache,
                 max_new_tokens=self.new_tokens,
                 min_new_tokens=self.new_tokens,
                 do_sample=False,
@@ -197,7 +250,7 @@ class VqaCost:
             )
             _sync(device)
             seconds = time.perf_counter() - started
-        return prompt_tokens, image_tokens, images, seconds
+        return CallCost(prompt_tokens, image_tokens, images, seconds, out.reused_tokens)
 
 
 class ReplayChatModel(BaseChatModel):
@@ -222,13 +275,14 @@ class ReplayChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prompt_tokens, image_tokens, images, seconds = self.cost.run(messages)
+        cost = self.cost.run(messages)
         with self.counters.lock:
             self.counters.chat_calls += 1
-            self.counters.prefill_tokens += prompt_tokens
-            self.counters.image_tokens += image_tokens
-            self.counters.vqa_images += images
-            self.counters.cost_seconds += seconds
+            self.counters.prompt_tokens += cost.prompt_tokens
+            self.counters.prefill_tokens += cost.prompt_tokens - cost.reused_tokens
+            self.counters.image_tokens += cost.image_tokens
+            self.counters.vqa_images += cost.images
+            self.counters.cost_seconds += cost.seconds
         reply = self.decider.invoke(messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content))])
 
@@ -326,7 +380,9 @@ class ReplaySearchModel:
 
 
 __all__ = [
+    "CallCost",
     "Counters",
+    "PrefixCount",
     "QwenPromptBuilder",
     "ReplayChatModel",
     "ReplaySearchModel",
