@@ -83,8 +83,8 @@ LOCATION_LINE = "{name} <object> at location [{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f
 NOT_FOUND_LINE = "{target} not existent in the image."
 NOT_SEARCHED_LINE = "{target} could not be located ({reason})."
 CROPS_CAPTION = (
-    "The image above is the whole image. Each image that follows is a close-up crop of "
-    "one object found by a visual search, in the order of the <object> entries below."
+    "The first image is the whole image. Each following image is a close-up crop of one "
+    "object found by a visual search, in the order of the <object> entries below."
 )
 OPTIONS_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
