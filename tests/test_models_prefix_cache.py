@@ -261,3 +261,67 @@ def test_a_lora_adapted_model_reuses_prefixes_with_the_same_answers(
     replies = [cached.invoke(messages) for messages in calls]
     assert [r.text for r in replies] == expected
     assert replies[2].usage_metadata["input_token_details"]["cache_read"] > 0
+
+
+@pytest.mark.parametrize("family", ["qwen", "llava"])
+def test_option_scoring_prefills_only_what_follows_the_listing(family, request):
+    """The answer node scores lettered options by likelihood with a local model: that
+    prompt's prefill goes through the prefix cache too, with the same scores."""
+    model_dir = request.getfixturevalue(f"{family}_dir")
+    listing, _, answer, _ = _calls()
+    options = ["red", "dark blue", "green"]
+    scores = {}
+    for name, budget in (("plain", 0), ("cached", 64 * 2**20)):
+        model = _model(model_dir, budget)
+        model.invoke(listing)
+        scores[name] = model.score_options(answer, options)
+        if name == "cached":
+            stats = model.prefix_cache.stats
+            assert stats.hits == 1
+            assert stats.reused_tokens == _common(_ids(model, listing), _ids(model, answer))
+            # scoring again reuses the whole prompt but its last token
+            assert model.score_options(answer, options) == pytest.approx(scores[name])
+            assert stats.reused_tokens > 2 * _common(_ids(model, listing), _ids(model, answer))
+    torch.testing.assert_close(
+        torch.tensor(scores["cached"]), torch.tensor(scores["plain"]), rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("scoring", ["generate", "likelihood"])
+def test_the_graphs_answer_reuses_the_listings_prefix(
+    scoring: str,
+    qwen_dir: Path,  # noqa: F811
+    tmp_path: Path,
+):
+    """Through the graph's own prompts and a real chat template: listing, then answer
+    (generated, or options scored by likelihood), the answer prefilling only its suffix."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    from seal_agent.graph import SealConfig, build_graph
+    from seal_agent.shapeworld.scene import generate_scene
+    from seal_agent.shapeworld.search_model import ReferenceSearchModel
+
+    class Prompts(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.seen: list[list[BaseMessage]] = []
+
+        def on_chat_model_start(self, serialized, messages, **kwargs):
+            self.seen.extend(messages)
+
+    model = _model(qwen_dir, 64 * 2**20)
+    scene = generate_scene(3, width=768, height=512)
+    settings = SealConfig(cache_dir=tmp_path / "c", option_scoring=scoring)
+    graph = build_graph(model, ReferenceSearchModel(), settings)
+    inputs = {"image": scene.image, "question": scene.question, "options": list(scene.options)}
+    prompts = Prompts()
+    out = graph.invoke(inputs, config={"callbacks": [prompts]})
+    assert out["answer"]
+    stats = model.prefix_cache.stats
+    assert stats.lookups == 2  # the listing (nothing cached yet) and the answer
+    assert stats.hits == 1
+    listing = _ids(model, prompts.seen[0])
+    first_message = int((listing == _image_token(model)).sum()) + len(scene.question)
+    assert stats.reused_tokens > first_message  # the global image, the question, template
+    if scoring == "generate":  # a generated answer: its prompt is seen, the reuse exact
+        assert len(prompts.seen) == 2
+        assert stats.reused_tokens == _common(listing, _ids(model, prompts.seen[1]))

@@ -359,6 +359,7 @@ class PrefixGeneration:
     prompt_tokens: int
     reused_tokens: int
     logits: tuple[torch.Tensor, ...] | None = None  # with ``output_logits=True``
+    kv: Any = None  # the prompt's KV state, with ``keep_kv=True`` (the caller's own)
 
     @property
     def prefilled_tokens(self) -> int:
@@ -369,12 +370,16 @@ def generate_with_prefix_cache(
     model: Any,
     inputs: dict[str, Any],
     cache: PrefixKVCache | None,
+    *,
+    keep_kv: bool = False,
     **generate_kwargs: Any,
 ) -> PrefixGeneration:
     """``model.generate(**inputs, **generate_kwargs)``, continuing from the longest cached
     prefix of this prompt and leaving the prompt's KV state in ``cache`` for later calls.
 
     ``inputs`` are on the model's device already (pixel values in its dtype).
+    ``keep_kv`` also hands the caller the prompt's KV state (cut to the prompt; with
+    ``max_new_tokens=1`` it is exactly the prompt's), to continue it as it likes.
     """
     generate_kwargs.pop("return_dict_in_generate", None)  # always on here
     prompt_tokens = int(inputs["input_ids"].shape[1])
@@ -387,7 +392,10 @@ def generate_with_prefix_cache(
                 cache.stats.fallbacks += 1
     if layout is None or cache is None:
         out = model.generate(**inputs, **generate_kwargs, return_dict_in_generate=True)
-        return PrefixGeneration(out.sequences, prompt_tokens, 0, getattr(out, "logits", None))
+        kv = _output_kv(out) if keep_kv else None
+        if kv is not None and _croppable(kv):
+            _cut(kv, prompt_tokens)
+        return PrefixGeneration(out.sequences, prompt_tokens, 0, getattr(out, "logits", None), kv)
     reused, kv = cache.take(layout)
     call = dict(inputs)
     if kv is not None:
@@ -404,16 +412,25 @@ def generate_with_prefix_cache(
         call["cache"] = kv
         _clear_rope_state(base)
     out = model.generate(**call, **generate_kwargs, return_dict_in_generate=True)
-    final = getattr(out, "cache", None)
-    if final is None:
-        final = getattr(out, "past_key_values", None)
+    final = _output_kv(out)
     if final is not None and _croppable(final):
         _cut(final, prompt_tokens)
-        cache.store(layout, final)
+        cache.store(layout, copy.deepcopy(final) if keep_kv else final)
     with cache._lock:
         cache.stats.reused_tokens += reused
         cache.stats.prefilled_tokens += prompt_tokens - reused
-    return PrefixGeneration(out.sequences, prompt_tokens, reused, getattr(out, "logits", None))
+    return PrefixGeneration(
+        out.sequences,
+        prompt_tokens,
+        reused,
+        getattr(out, "logits", None),
+        final if keep_kv else None,
+    )
+
+
+def _output_kv(out: Any) -> Any:
+    kv = getattr(out, "cache", None)
+    return kv if kv is not None else getattr(out, "past_key_values", None)
 
 
 __all__ = [
