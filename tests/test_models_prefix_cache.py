@@ -325,3 +325,49 @@ def test_the_graphs_answer_reuses_the_listings_prefix(
     if scoring == "generate":  # a generated answer: its prompt is seen, the reuse exact
         assert len(prompts.seen) == 2
         assert stats.reused_tokens == _common(listing, _ids(model, prompts.seen[1]))
+
+
+def _kv(length: int, seed: int) -> Any:
+    from transformers.cache_utils import DynamicCache
+
+    generator = torch.Generator().manual_seed(seed)
+    kv = DynamicCache()
+    for layer in range(2):
+        k, v = (torch.randn(1, 2, length, 4, generator=generator) for _ in range(2))
+        kv.update(k, v, layer)
+    return kv
+
+
+def test_takes_and_stores_from_many_threads_stay_within_the_budget():
+    import threading
+
+    one = 2 * 2 * 2 * 40 * 4 * 4  # layers x (k, v) x heads x tokens x dim x float32
+    cache = PrefixKVCache(max_bytes=3 * one, min_prefix_tokens=4)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(20):
+                ids = [worker % 3] * 20 + [100 + worker * 50 + i] * 20
+                layout = _layout(ids, [])
+                reused, kv = cache.take(layout)
+                if kv is not None:  # a copy of the shared 20-token prefix, private
+                    assert kv.get_seq_length() == reused == 20
+                    kv.layers[0].keys.zero_()
+                cache.store(layout, _kv(40, worker * 100 + i))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert cache.cached_bytes <= 3 * one
+    assert len(cache) == 3
+    assert cache.stats.stored == 120
+    assert cache.stats.evictions == 117
+    assert cache.stats.hits > 0
+    for entry in cache._entries.values():  # no caller's write reached a stored entry
+        assert bool(entry.kv.layers[0].keys.abs().sum() > 0)

@@ -95,6 +95,7 @@ class PrefixCacheStats:
 
 @dataclass
 class _Entry:
+    key: str
     layout: PromptLayout
     kv: Any
     nbytes: int
@@ -273,8 +274,7 @@ class PrefixKVCache:
                     best, found = length, entry
             if found is None or best < self.min_prefix_tokens:
                 return 0, None
-            key = found.layout.key()
-            self._entries.move_to_end(key)
+            self._entries.move_to_end(found.key)
             found.hits += 1
             self.stats.hits += 1
         return best, found
@@ -300,7 +300,7 @@ class PrefixKVCache:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return True
-            self._entries[key] = _Entry(layout=layout, kv=kv, nbytes=size)
+            self._entries[key] = _Entry(key=key, layout=layout, kv=kv, nbytes=size)
             self._bytes += size
             self.stats.stored += 1
             while self._bytes > self.max_bytes and self._entries:
