@@ -371,3 +371,26 @@ def test_takes_and_stores_from_many_threads_stay_within_the_budget():
     assert cache.stats.hits > 0
     for entry in cache._entries.values():  # no caller's write reached a stored entry
         assert bool(entry.kv.layers[0].keys.abs().sum() > 0)
+
+
+def test_a_model_that_cannot_continue_a_prompt_gets_a_full_prefill(
+    qwen_dir: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    listing, _, answer, _ = _calls()
+    expected = _model(qwen_dir, 0).invoke(answer).text
+    model = _model(qwen_dir, 64 * 2**20)
+    model.invoke(listing)
+    runtime = model.runtime()
+    original = runtime.model.generate
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("cache") is not None:
+            raise ValueError("this model cannot continue from a cache")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.model, "generate", generate)
+    reply = model.invoke(answer)
+    assert reply.text == expected
+    assert reply.usage_metadata["input_token_details"]["cache_read"] == 0
+    assert model.prefix_cache.stats.fallbacks == 1

@@ -279,6 +279,13 @@ class PrefixKVCache:
             self.stats.hits += 1
         return best, found
 
+    def record(self, *, reused: int = 0, prefilled: int = 0, fallback: bool = False) -> None:
+        """Count one prompt's tokens (reused, prefilled) or a layout not understood."""
+        with self._lock:
+            self.stats.reused_tokens += reused
+            self.stats.prefilled_tokens += prefilled
+            self.stats.fallbacks += int(fallback)
+
     def take(self, layout: PromptLayout) -> tuple[int, Any]:
         """(reused tokens, a private copy of the cache cut to them) or (0, None)."""
         length, entry = self.longest_prefix(layout)
@@ -386,16 +393,11 @@ def generate_with_prefix_cache(
     base = _unwrapped(model)
     layout = None
     if cache is not None and cache.enabled:
-        layout = prompt_layout(inputs, _image_token_id(base))
+        layout = prompt_layout(inputs, _image_token_id(base)) if _continuable(base) else None
         if layout is None:
-            with cache._lock:
-                cache.stats.fallbacks += 1
+            cache.record(prefilled=prompt_tokens, fallback=True)
     if layout is None or cache is None:
-        out = model.generate(**inputs, **generate_kwargs, return_dict_in_generate=True)
-        kv = _output_kv(out) if keep_kv else None
-        if kv is not None and _croppable(kv):
-            _cut(kv, prompt_tokens)
-        return PrefixGeneration(out.sequences, prompt_tokens, 0, getattr(out, "logits", None), kv)
+        return _full_prefill(model, inputs, generate_kwargs, keep_kv)
     reused, kv = cache.take(layout)
     call = dict(inputs)
     if kv is not None:
@@ -411,14 +413,20 @@ def generate_with_prefix_cache(
             call["mm_encoder_outputs"] = {"image": _encode_images(base, suffix_images, dtype)}
         call["cache"] = kv
         _clear_rope_state(base)
-    out = model.generate(**call, **generate_kwargs, return_dict_in_generate=True)
+    try:
+        out = model.generate(**call, **generate_kwargs, return_dict_in_generate=True)
+    except (ValueError, TypeError):
+        if kv is None:
+            raise
+        # A model whose generate cannot continue this prompt: the full prefill is right.
+        cache.record(prefilled=prompt_tokens, fallback=True)
+        _clear_rope_state(base)
+        return _full_prefill(model, inputs, generate_kwargs, keep_kv)
     final = _output_kv(out)
     if final is not None and _croppable(final):
         _cut(final, prompt_tokens)
         cache.store(layout, copy.deepcopy(final) if keep_kv else final)
-    with cache._lock:
-        cache.stats.reused_tokens += reused
-        cache.stats.prefilled_tokens += prompt_tokens - reused
+    cache.record(reused=reused, prefilled=prompt_tokens - reused)
     return PrefixGeneration(
         out.sequences,
         prompt_tokens,
@@ -426,6 +434,26 @@ def generate_with_prefix_cache(
         getattr(out, "logits", None),
         final if keep_kv else None,
     )
+
+
+def _continuable(model: Any) -> bool:
+    """Whether the model takes pre-encoded images (``mm_encoder_outputs``, transformers
+    5.x VLMs), which the suffix's images need."""
+    try:
+        return "mm_encoder_outputs" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _full_prefill(
+    model: Any, inputs: dict[str, Any], generate_kwargs: dict[str, Any], keep_kv: bool
+) -> PrefixGeneration:
+    out = model.generate(**inputs, **generate_kwargs, return_dict_in_generate=True)
+    kv = _output_kv(out) if keep_kv else None
+    if kv is not None and _croppable(kv):
+        _cut(kv, int(inputs["input_ids"].shape[1]))
+    prompt_tokens = int(inputs["input_ids"].shape[1])
+    return PrefixGeneration(out.sequences, prompt_tokens, 0, getattr(out, "logits", None), kv)
 
 
 def _output_kv(out: Any) -> Any:
