@@ -4,8 +4,10 @@
 question per target, every search encoding its own views, the VQA model re-encoding
 every image. "After" is today's default: one listing call that names targets and their
 cues, one view cache shared by every search of the graph (views encoded once, new
-phrases on cached views run only the heads), and the VQA model's per-image vision
-feature cache.
+phrases on cached views run only the heads), the VQA model's per-image vision
+feature cache, and its prompt-prefix KV cache (the answer prefills only what follows the
+listing's prefix: "prefill tokens" versus "prompt tokens"; with ``--real none`` the
+reuse is counted by the same prefix matching, without a network).
 
 Both run the same shape-world questions (both V*Bench subsets; images from 2246x1582
 up to 12000x9000) through ``build_graph`` with the cost-faithful replay of
@@ -63,6 +65,7 @@ from seal_agent.imaging.loading import (  # noqa: E402
     to_image_ref,
 )
 from seal_agent.models.owl import OwlSearchModel  # noqa: E402
+from seal_agent.models.prefix_cache import PrefixKVCache  # noqa: E402
 from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES  # noqa: E402
 from seal_agent.shapeworld.scene import Scene, generate_scene  # noqa: E402
 from seal_agent.shapeworld.search_model import ReferenceSearchModel  # noqa: E402
@@ -74,6 +77,7 @@ SUBSETS = ("direct_attributes", "relative_position")
 NEW_TOKENS = 16  # generated tokens per chat call (a listing line or a short answer)
 METRICS = (
     ("chat_calls", "chat-model calls"),
+    ("prompt_tokens", "prompt tokens"),
     ("prefill_tokens", "prefill tokens"),
     ("vqa_images_encoded", "VQA vision-tower images"),
     ("search_views_encoded", "search image-encoder passes"),
@@ -103,7 +107,8 @@ def build_system(name: str, after: bool, real: str, tmp: Path) -> System:
         owl = OwlSearchModel(str(build_owl(tmp / f"owl-{name}", tiny=True)), device="cpu")
         vqa_model = build_vqa("qwen2.5-vl-7b", True, torch.device("cpu"), torch.float32)
     cache = install_vision_cache(vqa_model) if after and vqa_model is not None else None
-    vqa = VqaCost(vqa_model, qwen_config, new_tokens=NEW_TOKENS, cache=cache)
+    prefix = PrefixKVCache() if after else None  # prompt-prefix KV reuse (issue 12 item 4)
+    vqa = VqaCost(vqa_model, qwen_config, new_tokens=NEW_TOKENS, cache=cache, prefix_cache=prefix)
     chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
     search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
     settings = SealConfig(cache_dir=tmp / "images", cue_source="listing" if after else "question")
@@ -154,6 +159,7 @@ def ask(
     after = system.counters.snapshot()
     for key in (
         "chat_calls",
+        "prompt_tokens",
         "prefill_tokens",
         "search_views_encoded",
         "search_phrase_passes",

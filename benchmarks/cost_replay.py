@@ -11,7 +11,9 @@ each model here is a pair:
   phrase pass; the VLM's real image processor and vision tower on every image of the
   prompt, prefill of the whole prompt, and a fixed number of generated tokens.
 
-Both are counted: chat calls, prefill tokens, VQA images through the vision tower,
+Both are counted: chat calls, prompt tokens and the prefill tokens among them (those
+not taken from a cached prompt prefix: ``seal_agent.models.prefix_cache``, the same
+code ``TransformersChatModel`` runs), VQA images through the vision tower,
 search-model image-encoder passes (views) and phrase passes. Used by
 ``cost_per_question.py`` (tiny networks on the CPU) and ``gpu_latency.py --end-to-end``
 (full size on a GPU).
@@ -23,6 +25,7 @@ message; image tokens are exact (the real image processor's grid).
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import zlib
@@ -42,6 +45,12 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from seal_agent.models.chat import find_language_model_path, limit_pixels
 from seal_agent.models.content import to_conversation
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS
+from seal_agent.models.prefix_cache import (
+    PrefixKVCache,
+    generate_with_prefix_cache,
+    prompt_layout,
+    shared_prefix,
+)
 from seal_agent.models.vision_cache import VisionFeatureCache
 from seal_agent.search.protocol import ModelThresholds, PatchPrediction
 
@@ -57,7 +66,8 @@ class Counters:
     """What a run paid; summed over calls, resettable per question."""
 
     chat_calls: int = 0
-    prefill_tokens: int = 0
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0  # prompt tokens minus those reused from a cached prefix
     image_tokens: int = 0
     vqa_images: int = 0  # images shown to the VQA model
     search_views_encoded: int = 0  # search-model image-encoder passes (views)
@@ -144,10 +154,41 @@ def install_vision_cache(model: Any) -> VisionFeatureCache:
     return cache
 
 
+class PrefixCount:
+    """What a prefix cache would reuse, by the same matching rule, for runs without a
+    network (``--real none``): the layouts of earlier prompts, the most recent kept."""
+
+    def __init__(self, min_prefix_tokens: int, max_prompts: int = 32) -> None:
+        self.min_prefix_tokens = min_prefix_tokens
+        self.max_prompts = max_prompts
+        self._layouts: list[Any] = []
+
+    def reused(self, inputs: dict[str, torch.Tensor], image_token_id: int) -> int:
+        layout = prompt_layout(inputs, image_token_id)
+        if layout is None:
+            return 0
+        best = max(
+            (min(shared_prefix(old, layout), layout.length - 1) for old in self._layouts),
+            default=0,
+        )
+        self._layouts = [*self._layouts, layout][-self.max_prompts :]
+        return best if best >= self.min_prefix_tokens else 0
+
+
+@dataclass
+class CallCost:
+    prompt_tokens: int
+    image_tokens: int
+    images: int
+    seconds: float
+    reused_tokens: int = 0
+
+
 class VqaCost:
     """A real VLM (random weights) that pays each chat call: vision tower, prefill and
     ``new_tokens`` generated tokens. With ``cache`` (installed on ``model``) and
-    ``use_cache``, images already seen skip the vision tower; ``use_cache=False`` runs
+    ``use_cache``, images already seen skip the vision tower; with ``prefix_cache`` (and
+    ``use_cache``) a prompt prefix already prefilled is reused; ``use_cache=False`` runs
     the same model uncached (two systems can share one set of weights)."""
 
     def __init__(
@@ -159,11 +200,18 @@ class VqaCost:
         cache: VisionFeatureCache | None = None,
         use_cache: bool = True,
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        prefix_cache: PrefixKVCache | None = None,
     ) -> None:
         self.model = model
         self.builder = QwenPromptBuilder(config, max_pixels)
         self.new_tokens = new_tokens
         self.cache = cache if use_cache else None
+        self.prefix_cache = prefix_cache if use_cache else None
+        self._prefix_count = (
+            PrefixCount(prefix_cache.min_prefix_tokens)
+            if model is None and self.prefix_cache is not None
+            else None
+        )
         self._shared = cache
         self._use_cache = use_cache
         self._lock = threading.Lock()
@@ -172,8 +220,25 @@ class VqaCost:
         #: to the first token) and decoding the remaining tokens.
         self.phase_seconds = {"prep": 0.0, "prefill": 0.0, "decode": 0.0}
 
-    def run(self, messages: Sequence[BaseMessage]) -> tuple[int, int, int, float]:
-        """(prompt tokens, image tokens, images, seconds in the network)."""
+    def _reused_without_network(self, inputs: dict[str, torch.Tensor]) -> int:
+        if self._prefix_count is None:
+            return 0
+        with self._lock:
+            image_token = int(self.builder.config.image_token_id)
+            return self._prefix_count.reused(inputs, image_token)
+
+    def _moved(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        assert self.model is not None
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        return {
+            k: v.to(device, dtype) if k == "pixel_values" else v.to(device)
+            for k, v in inputs.items()
+        }
+
+    def run(self, messages: Sequence[BaseMessage]) -> CallCost:
+        """What a generated reply pays: inputs built, prefill (from a cached prefix
+        where one matches), ``new_tokens`` decoded."""
         import time
 
         prep_started = time.perf_counter()
@@ -181,21 +246,20 @@ class VqaCost:
         prep = time.perf_counter() - prep_started
         images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
         if self.model is None:
-            return prompt_tokens, image_tokens, images, 0.0
+            reused = self._reused_without_network(inputs)
+            return CallCost(prompt_tokens, image_tokens, images, 0.0, reused)
         device = next(self.model.parameters()).device
-        dtype = next(self.model.parameters()).dtype
-        moved = {
-            k: v.to(device, dtype) if k == "pixel_values" else v.to(device)
-            for k, v in inputs.items()
-        }
+        moved = self._moved(inputs)
         with self._lock, torch.inference_mode():
             if self._shared is not None:
                 self._shared.enabled = self._use_cache
             _sync(device)
             started = time.perf_counter()
             first_token = _FirstTokenClock(device)
-            self.model.generate(
-                **moved,
+            out = generate_with_prefix_cache(
+                self.model,
+                moved,
+                self.prefix_cache,
                 max_new_tokens=self.new_tokens,
                 min_new_tokens=self.new_tokens,
                 do_sample=False,
@@ -211,15 +275,13 @@ class VqaCost:
             self.phase_seconds["prep"] += prep
             self.phase_seconds["prefill"] += prefill
             self.phase_seconds["decode"] += seconds - prefill
-        return prompt_tokens, image_tokens, images, seconds
+        return CallCost(prompt_tokens, image_tokens, images, seconds, out.reused_tokens)
 
-    def score(
-        self, messages: Sequence[BaseMessage], options: Sequence[str]
-    ) -> tuple[int, int, int, float]:
-        """What ``score_options`` pays (``models/option_scoring.py``): one prefill of the
-        prompt with its KV cache kept, then each option's own tokens (plus the
-        end-of-turn token) on top of it, the cache cropped back after each. Returns
-        (tokens run, image tokens, images, seconds in the network)."""
+    def score(self, messages: Sequence[BaseMessage], options: Sequence[str]) -> CallCost:
+        """What ``score_options`` pays (``models/option_scoring.py``): the prompt's
+        prefill (from a cached prefix where one matches) as one generated step with its
+        KV state kept, then each option's own tokens (plus the end-of-turn token) on top
+        of it, the cache cropped back after each. Option tokens count as prompt tokens."""
         import time
 
         prep_started = time.perf_counter()
@@ -229,30 +291,41 @@ class VqaCost:
         option_ids = [[*self.builder._text_ids(option), 1] for option in options]
         tokens = prompt_tokens + sum(len(ids) - 1 for ids in option_ids)
         if self.model is None:
-            return tokens, image_tokens, images, 0.0
+            reused = self._reused_without_network(inputs)
+            return CallCost(tokens, image_tokens, images, 0.0, reused)
         device = next(self.model.parameters()).device
-        dtype = next(self.model.parameters()).dtype
-        moved = {
-            k: v.to(device, dtype) if k == "pixel_values" else v.to(device)
-            for k, v in inputs.items()
-        }
+        moved = self._moved(inputs)
         with self._lock, torch.inference_mode():
             if self._shared is not None:
                 self._shared.enabled = self._use_cache
             _sync(device)
             started = time.perf_counter()
-            out = self.model(**moved, use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
+            prompt = generate_with_prefix_cache(
+                self.model,
+                moved,
+                self.prefix_cache,
+                keep_kv=True,
+                max_new_tokens=1,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
+            cache = prompt.kv
+            # transformers renamed past_key_values to cache (5.2x): the name this
+            # version's forward takes, as option_scoring picks it.
+            parameters = inspect.signature(self.model.forward).parameters
+            cache_name = "cache" if "cache" in parameters else "past_key_values"
             for ids in option_ids:
-                if len(ids) > 1:
+                if len(ids) > 1 and cache is not None:
                     continuation = torch.tensor([ids[:-1]], device=device)
-                    self.model(input_ids=continuation, past_key_values=cache, use_cache=True)
+                    self.model(input_ids=continuation, use_cache=True, **{cache_name: cache})
                     cache.crop(-(len(ids) - 1))
             _sync(device)
             seconds = time.perf_counter() - started
             self.phase_seconds["prep"] += prep
             self.phase_seconds["prefill"] += seconds
-        return tokens, image_tokens, images, seconds
+        return CallCost(tokens, image_tokens, images, seconds, prompt.reused_tokens)
 
 
 class _FirstTokenClock(StoppingCriteria):
@@ -293,13 +366,14 @@ class ReplayChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        prompt_tokens, image_tokens, images, seconds = self.cost.run(messages)
+        cost = self.cost.run(messages)
         with self.counters.lock:
             self.counters.chat_calls += 1
-            self.counters.prefill_tokens += prompt_tokens
-            self.counters.image_tokens += image_tokens
-            self.counters.vqa_images += images
-            self.counters.cost_seconds += seconds
+            self.counters.prompt_tokens += cost.prompt_tokens
+            self.counters.prefill_tokens += cost.prompt_tokens - cost.reused_tokens
+            self.counters.image_tokens += cost.image_tokens
+            self.counters.vqa_images += cost.images
+            self.counters.cost_seconds += cost.seconds
         reply = self.decider.invoke(messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content))])
 
@@ -308,13 +382,14 @@ class ReplayChatModel(BaseChatModel):
         graph's default ``option_scoring="auto"`` scores instead of generating): the
         cost network pays the scoring; the decider picks the option (asked with the
         options lettered, as the generate path would ask it)."""
-        tokens, image_tokens, images, seconds = self.cost.score(messages, options)
+        cost = self.cost.score(messages, options)
         with self.counters.lock:
             self.counters.chat_calls += 1
-            self.counters.prefill_tokens += tokens
-            self.counters.image_tokens += image_tokens
-            self.counters.vqa_images += images
-            self.counters.cost_seconds += seconds
+            self.counters.prompt_tokens += cost.prompt_tokens
+            self.counters.prefill_tokens += cost.prompt_tokens - cost.reused_tokens
+            self.counters.image_tokens += cost.image_tokens
+            self.counters.vqa_images += cost.images
+            self.counters.cost_seconds += cost.seconds
         choice = _decider_choice(self.decider, messages, options)
         return [0.0 if i == choice else 1.0 for i in range(len(options))]
 
@@ -433,7 +508,9 @@ class ReplaySearchModel:
 
 
 __all__ = [
+    "CallCost",
     "Counters",
+    "PrefixCount",
     "QwenPromptBuilder",
     "ReplayChatModel",
     "ReplaySearchModel",

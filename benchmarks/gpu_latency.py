@@ -522,7 +522,8 @@ def end_to_end(
     input size and length (``cost_replay.py``); shape world's reference models make the
     decisions, so the graph takes a realistic path (targets, views, crops, answer).
     "before": released behaviour (per-target cue questions, no view or vision cache);
-    "after": the defaults (cued listing, shared view cache, vision-feature cache).
+    "after": the defaults (cued listing, shared view cache, vision-feature cache,
+    prompt-prefix KV cache).
     Both share one set of weights; each question runs on a fresh image.
     """
     from cost_replay import (
@@ -535,6 +536,7 @@ def end_to_end(
 
     from seal_agent.graph import SealConfig, build_graph
     from seal_agent.imaging.loading import image_cache, load_image, to_image_ref
+    from seal_agent.models.prefix_cache import PrefixKVCache
     from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES
     from seal_agent.shapeworld.search_model import ReferenceSearchModel
     from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
@@ -549,6 +551,7 @@ def end_to_end(
         owl.ensure_loaded()
         vqa_model = build_vqa("qwen2.5-vl-7b", tiny, device, dtype)
         shared_cache = install_vision_cache(vqa_model)
+        prefix_cache = PrefixKVCache()  # the "after" system's prompt-prefix KV reuse
         graphs = {}
         for name, after in (("before", False), ("after", True)):
             counters = Counters()
@@ -557,6 +560,7 @@ def end_to_end(
                 vqa_model.config,
                 new_tokens=new_tokens,
                 cache=shared_cache,
+                prefix_cache=prefix_cache,
                 use_cache=after,
                 # --tiny is a smoke test: small images keep the CPU run short.
                 max_pixels=E2E_TINY_MAX_PIXELS if tiny else DEFAULT_MAX_IMAGE_PIXELS,
@@ -583,6 +587,7 @@ def end_to_end(
             for name in order:
                 graph, counters, vqa = graphs[name]
                 shared_cache.clear()  # each question's image is new to the VQA model
+                prefix_cache.clear()
                 before = counters.snapshot()
                 phases_before = dict(vqa.phase_seconds)
                 if device.type == "cuda":

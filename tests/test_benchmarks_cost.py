@@ -52,6 +52,30 @@ def test_prompt_tokens_follow_the_real_image_processor():
     assert two["image_grid_thw"].shape[0] == 2
 
 
+def test_prefill_counts_the_prompt_prefix_the_answer_reuses():
+    from seal_agent.models.prefix_cache import PrefixKVCache
+    from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
+
+    config = gpu_latency.load_config("qwen2.5-vl-7b", tiny=True)
+    counters = cost_replay.Counters()
+    vqa = cost_replay.VqaCost(None, config, prefix_cache=PrefixKVCache())
+    chat = cost_replay.ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
+    prefix = HumanMessage([_image_block(1024, 768), {"type": "text", "text": "q" * 80}])
+    chat.invoke([prefix, SystemMessage("list the missing objects " * 10)])
+    listing = counters.snapshot()
+    assert listing["prefill_tokens"] == listing["prompt_tokens"]  # nothing cached yet
+    chat.invoke([prefix, HumanMessage([_image_block(448, 448), {"type": "text", "text": "a"}])])
+    answer = counters.snapshot()
+    prompt = answer["prompt_tokens"] - listing["prompt_tokens"]
+    prefilled = answer["prefill_tokens"] - listing["prefill_tokens"]
+    image_tokens = (1036 // 28) * (756 // 28)
+    # The shared message (template, global image, question) is not prefilled again.
+    assert prompt - prefilled >= image_tokens + 20
+    assert prefilled >= (448 // 28) ** 2  # the crop is
+    plain = cost_replay.VqaCost(None, config, prefix_cache=PrefixKVCache(), use_cache=False)
+    assert plain.prefix_cache is None
+
+
 @pytest.mark.slow
 def test_cost_per_question_runs_and_meets_the_call_targets():
     import cost_per_question
@@ -67,6 +91,9 @@ def test_cost_per_question_runs_and_meets_the_call_targets():
         summary["after/first"]["search_views_encoded"]
         <= summary["before/first"]["search_views_encoded"]
     )
+    after = summary["after/first"]
+    assert after["prefill_tokens"] < after["prompt_tokens"]  # the answer reuses the prefix
+    assert summary["before/first"]["prefill_tokens"] == summary["before/first"]["prompt_tokens"]
 
 
 @pytest.mark.slow

@@ -63,7 +63,13 @@ def test_the_crops_are_cut_around_the_found_boxes(scene_path, config):
     chat = _chat(seal_script("red square"))
     graph = build_graph(chat, ColourSearchModel(), config)
     graph.invoke({"image": scene_path, "question": "What colour is the square?"})
-    blocks = [b for b in chat.calls[-1][-1].content if b.get("type") == "image"]
+    blocks = [
+        b
+        for m in chat.calls[-1]
+        if isinstance(m.content, list)
+        for b in m.content
+        if b.get("type") == "image"
+    ]
     assert all(b["mime_type"] == "image/png" and "base64" in b for b in blocks)
     crop = Image.open(io.BytesIO(base64.b64decode(blocks[1]["base64"])))
     # 1.2 x the 20 px square = 24 px, enlarged to the native-encoder crop side (448 px)
@@ -233,7 +239,23 @@ def test_the_listing_prompt_shows_the_global_image_and_the_question(scene_path, 
     assert count_images(listing) == 1
     human = next(m for m in listing if isinstance(m, HumanMessage))
     assert human.content[-1] == {"type": "text", "text": "Q?"}
-    assert MISSING_OBJECTS_PREFIX in listing[0].content  # the system prompt shows the format
+    assert MISSING_OBJECTS_PREFIX in listing[-1].content  # the instructions show the format
+
+
+def test_the_listing_and_the_answer_start_with_the_same_message(scene_path, config):
+    """The shared prefix a local model reuses the KV cache of (models.prefix_cache)."""
+    chat = _chat(seal_script("red square"))
+    graph = build_graph(chat, ColourSearchModel(), config)
+    graph.invoke({"image": scene_path, "question": "What colour is the square?"})
+    listing, answer = chat.calls[0], chat.calls[-1]
+    assert listing is not answer
+    assert len(chat.calls) == 2
+    assert listing[0] == answer[0]
+    assert isinstance(answer[0], HumanMessage)
+    assert count_images([answer[0]]) == 1
+    assert answer[0].content[-1] == {"type": "text", "text": "What colour is the square?"}
+    assert count_images(answer) == 2  # the crop comes after the shared prefix
+    assert "Additional visual information" in answer[-1].text
 
 
 def _cued_script(text, messages):

@@ -68,6 +68,7 @@ def _run(
         model_id=str(model_dir),
         generation=GenerationSettings(max_new_tokens=5),
         vision_cache_bytes=cache_bytes,
+        prefix_cache_bytes=0,  # this file is about the vision features alone
     )
     runtime = model.runtime()
     if family == "qwen":

@@ -225,6 +225,23 @@ class SealNodes:
             data = vwm.encoded_frame_view(ref, pyramid, side, settings.image_format, profile)
         return image_block(data, settings.image_format)
 
+    def _question_message(
+        self,
+        ref: ImageRef,
+        pyramid: ImagePyramid,
+        settings: SealConfig,
+        question: str,
+        side: int | None = None,
+    ) -> HumanMessage:
+        """The prompt prefix the listing and the answer share: the global image, then the
+        question (prompts.py: what follows it differs per call)."""
+        return HumanMessage(
+            content=[
+                self._global_block(ref, pyramid, settings, side),
+                {"type": "text", "text": question},
+            ]
+        )
+
     def _chat(self, messages: list[BaseMessage], doing: str, max_tokens: int | None = None) -> str:
         """The chat model's reply text; any failure becomes a ``ChatModelError``."""
         model = resolve(self.vqa_model)
@@ -342,14 +359,11 @@ class SealNodes:
         ref, pyramid = self._image(state["image"], settings)
         cued = self._lists_cues(settings)
         system = prompts.CUED_LISTING_SYSTEM_PROMPT if cued else prompts.LISTING_SYSTEM_PROMPT
+        # The question first, the listing instructions after it: the answer call starts
+        # with the same message, so a model can reuse that prefix's KV cache.
         messages: list[BaseMessage] = [
+            self._question_message(ref, pyramid, settings, state["question"]),
             SystemMessage(system.format(max_targets=settings.max_targets)),
-            HumanMessage(
-                content=[
-                    self._global_block(ref, pyramid, settings),
-                    {"type": "text", "text": state["question"]},
-                ]
-            ),
         ]
         cues: dict[str, str | None] | None = None
         if cued:
@@ -567,13 +581,13 @@ class SealNodes:
         if direct and not options and not targets:
             reply = direct
         elif options and self._scores_options(settings):
-            content, plan, warnings = self._vwm_content(state, settings, targets, None)
-            choice = self._pick_by_likelihood([HumanMessage(content=content)], options)
+            messages, plan, warnings = self._vwm_messages(state, settings, targets, None)
+            choice = self._pick_by_likelihood(messages, options)
             reply = options[choice]
         else:
-            content, plan, warnings = self._vwm_content(state, settings, targets, options)
+            messages, plan, warnings = self._vwm_messages(state, settings, targets, options)
             reply = self._chat(
-                [HumanMessage(content=content)],
+                messages,
                 "answering the question",
                 settings.max_new_tokens.answer,
             ).strip()
@@ -627,15 +641,16 @@ class SealNodes:
             )
         return min(range(len(options)), key=lambda i: losses[i])
 
-    def _vwm_content(
+    def _vwm_messages(
         self,
         state: SealState,
         settings: SealConfig,
         targets: list[str],
         options: list[str] | None,
-    ) -> tuple[list[str | dict[Any, Any]], vwm.VwmPlan, list[str]]:
-        """The final prompt's content blocks (the VWM, the question, the options), the
-        token plan of its images, and warnings (crops left out by the budget)."""
+    ) -> tuple[list[BaseMessage], vwm.VwmPlan, list[str]]:
+        """The final prompt (the listing's prefix: global image and question; then the
+        VWM's crops and lines, the question again and the options), the token plan of its
+        images, and warnings (crops left out by the budget)."""
         ref, pyramid = self._image(state["image"], settings)
         searches = state.get("searches") or {}
         located: list[tuple[str, Box]] = []
@@ -680,10 +695,12 @@ class SealNodes:
             "only its location is given"
             for k in range(len(shown), len(located))
         ]
+        prefix = self._question_message(
+            ref, pyramid, settings, state["question"], max(plan.global_size)
+        )
         content: list[str | dict[Any, Any]] = []
         if shown:
             content.append({"type": "text", "text": prompts.CROPS_CAPTION})
-        content.append(self._global_block(ref, pyramid, settings, max(plan.global_size)))
         for crop in shown:
             content.append(
                 image_block(self._crop(pyramid, crop, profile, settings), settings.image_format)
@@ -699,7 +716,7 @@ class SealNodes:
             frame=profile.frame,
         )
         content.append({"type": "text", "text": text})
-        return content, plan, warnings
+        return [prefix, HumanMessage(content=content)], plan, warnings
 
     @staticmethod
     def _crop_region(pyramid: ImagePyramid, box: Box, settings: SealConfig) -> Box:

@@ -1,5 +1,11 @@
 """The texts the VQA chat model is shown, kept together so they can be read and tuned.
 
+Layout: every call about an image starts with the same message, the global image then
+the question; what a call asks of the model comes after it (the listing instructions as
+a system message, the answer's crops, location lines, question and options as a second
+user message). A local model can then prefill that prefix once per question and reuse
+its KV cache (``seal_agent.models.prefix_cache``).
+
 The reference (SEAL) phrasings are kept verbatim where a model may have been trained on
 them: the missing-objects answer, the contextual-cue question and the VWM's location
 lines. Coordinates in the location lines are normalised to [0, 1] in the frame the VQA

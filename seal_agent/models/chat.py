@@ -31,6 +31,11 @@ from seal_agent.models.content import to_conversation
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VQA_MODEL_ID
 from seal_agent.models.devices import resolve_device, resolve_dtype
 from seal_agent.models.loading import load_or_raise
+from seal_agent.models.prefix_cache import (
+    DEFAULT_PREFIX_CACHE_BYTES,
+    PrefixKVCache,
+    generate_with_prefix_cache,
+)
 from seal_agent.models.processor_vision import limit_pixels, prepare_images, processor_profile
 from seal_agent.models.vision_cache import DEFAULT_VISION_CACHE_BYTES, VisionFeatureCache
 from seal_agent.models.vision_tokens import VisionProfile
@@ -131,9 +136,18 @@ class TransformersChatModel(BaseChatModel):
         ge=0,
         description="budget for reusing an image's vision features across calls (0: off)",
     )
+    prefix_cache_bytes: int = Field(
+        DEFAULT_PREFIX_CACHE_BYTES,
+        ge=0,
+        description=(
+            "budget for the KV state of earlier prompts, so a prompt sharing their prefix "
+            "prefills only the rest (0: off)"
+        ),
+    )
 
     _runtime: ChatRuntime | None = PrivateAttr(default=None)
     _vision_cache: VisionFeatureCache | None = PrivateAttr(default=None)
+    _prefix_cache: PrefixKVCache | None = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _processor: Any = PrivateAttr(default=None)
     _processor_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -182,10 +196,15 @@ class TransformersChatModel(BaseChatModel):
             import torch
 
             with runtime.lock, torch.inference_mode():
-                output_ids = runtime.model.generate(**runtime.to_device(inputs), **generate_kwargs)
+                generation = generate_with_prefix_cache(
+                    runtime.model,
+                    runtime.to_device(inputs),
+                    self._prefix_cache,
+                    **generate_kwargs,
+                )
         except RuntimeError as exc:
             raise ChatModelError(f"{self.model_id} failed to generate: {exc}") from exc
-        new_ids = output_ids[0, prompt_length:].tolist()
+        new_ids = generation.sequences[0, prompt_length:].tolist()
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
         finish_reason = "length" if len(new_ids) >= settings.max_new_tokens else "stop"
         if stop:
@@ -199,6 +218,8 @@ class TransformersChatModel(BaseChatModel):
                 "input_tokens": prompt_length,
                 "output_tokens": len(new_ids),
                 "total_tokens": prompt_length + len(new_ids),
+                # prompt tokens whose KV state came from an earlier call's prefix
+                "input_token_details": {"cache_read": generation.reused_tokens},
             },
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -235,6 +256,11 @@ class TransformersChatModel(BaseChatModel):
     def vision_cache(self) -> VisionFeatureCache | None:
         """The vision-feature cache once loaded (None: off, or a layout it cannot wrap)."""
         return self._vision_cache
+
+    @property
+    def prefix_cache(self) -> PrefixKVCache | None:
+        """The prompt-prefix KV cache once loaded (None: off)."""
+        return self._prefix_cache
 
     @property
     def is_loaded(self) -> bool:
@@ -278,6 +304,8 @@ class TransformersChatModel(BaseChatModel):
         if self.vision_cache_bytes:  # issue 12: each image through the vision tower once
             cache = VisionFeatureCache(self.vision_cache_bytes)
             self._vision_cache = cache if cache.install(model, language_model_path) else None
+        if self.prefix_cache_bytes:  # issue 12: the listing's prefix, prefilled once
+            self._prefix_cache = PrefixKVCache(self.prefix_cache_bytes)
         if self.adapter is not None:
             model = apply_lora_adapter(model, self.adapter, language_model_path)
             if self.merge_adapter:

@@ -10,7 +10,9 @@ free-form answer and the letter-position bias of shuffled lettered options.
 Cost: the prompt (hundreds to thousands of image tokens) is run once with
 ``use_cache=True``; each option then runs only its own tokens on top of that KV cache,
 which is cropped back to the prompt afterwards. For V*Bench's 2-4 short options this
-makes scoring cost about one prefill instead of one per option.
+makes scoring cost about one prefill instead of one per option. That prefill goes through
+the model's prompt-prefix cache (``prefix_cache.py``): the answer's prompt shares the
+listing's first message, so only what follows it is prefilled.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from seal_agent.models.chat import (
     encode_prompt,
 )
 from seal_agent.models.content import to_conversation
+from seal_agent.models.prefix_cache import PrefixKVCache, generate_with_prefix_cache
 
 
 def score_options(
@@ -67,7 +70,7 @@ def score_options(
     try:
         with runtime.lock, torch.inference_mode():
             if use_cache:
-                return _scores_with_cache(runtime, inputs, option_ids)
+                return _scores_with_cache(runtime, inputs, option_ids, model.prefix_cache)
             return _scores_without_cache(runtime, inputs, option_ids)
     except RuntimeError as exc:
         raise ChatModelError(f"{model.model_id} failed to score options: {exc}") from exc
@@ -116,18 +119,38 @@ def _forward_parameters(model: Any) -> set[str]:
 
 
 def _scores_with_cache(
-    runtime: ChatRuntime, inputs: dict[str, Any], option_ids: list[list[int]]
+    runtime: ChatRuntime,
+    inputs: dict[str, Any],
+    option_ids: list[list[int]],
+    prefix_cache: PrefixKVCache | None = None,
 ) -> list[float]:
     import torch
 
     model = runtime.model
     parameters = _forward_parameters(model)
     cache_name = "cache" if "cache" in parameters else "past_key_values"
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
-    out = model(**runtime.to_device(inputs), use_cache=True, **extra)
-    cache = getattr(out, "cache", None) or out.past_key_values
+    # One generated step = the prompt's prefill (from a cached prefix where one matches):
+    # its raw logits are the first option token's, its KV state is exactly the prompt's.
+    prompt = generate_with_prefix_cache(
+        model,
+        runtime.to_device(inputs),
+        prefix_cache,
+        keep_kv=True,
+        max_new_tokens=1,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        output_logits=True,
+    )
+    cache = prompt.kv
     prompt_length = int(inputs["input_ids"].shape[1])
-    first_log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    if prompt.logits is None or cache is None or cache.get_seq_length() != prompt_length:
+        raise ChatModelError(
+            "the model returned no prompt KV cache to score options on; "
+            "use score_options(..., use_cache=False)"
+        )
+    first_log_probs = torch.log_softmax(prompt.logits[0][0].float(), dim=-1)
     scores: list[float] = []
     for ids in option_ids:
         total = -float(first_log_probs[ids[0]])

@@ -17,9 +17,9 @@ image-token positions. So this module wraps that method on the model instance:
 Outputs equal the uncached ones (same pixels in, same features out; only the batch an
 image is encoded in may differ, which changes nothing but float rounding).
 
-Not done here: reusing the KV cache of a prompt prefix. The listing and answering
-prompts of the graph differ from their first message on (a system prompt versus a
-caption), so they share only the chat template's first tokens.
+The KV cache of a shared prompt prefix (the listing's and the answer's first message)
+is reused by ``seal_agent.models.prefix_cache``; with it, a prefix's images are not
+encoded again at all, and this cache serves the images that fall outside a prefix.
 """
 
 from __future__ import annotations
