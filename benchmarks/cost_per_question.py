@@ -1,24 +1,33 @@
-"""Model calls and compute per question, before and after issue 12, side by side.
+"""Model calls and compute per question, release 0.1.0 against today, side by side.
 
-"Before" is the graph as released: the reference's listing, one contextual-cue
-question per target, every search encoding its own views, the VQA model re-encoding
-every image. "After" is today's default: one listing call that names targets and their
-cues, one view cache shared by every search of the graph (views encoded once, new
-phrases on cached views run only the heads), and the VQA model's per-image vision
-feature cache.
+"Before" is release 0.1.0 (commit 5fbd7ef) as a configuration of today's code
+(``release_baseline.py``): the release's search engine (no confirmation windows, no
+signal-aware descent, one patch per forward pass), one contextual-cue question per
+target, every search encoding its own views, the VQA model re-encoding every image.
+``tests/test_benchmarks_cost.py`` proves that this engine scores the release's patches,
+and with ``--seed 0`` the run checks the before row's patches against those recorded from
+the release's own graph. "After" is today's default: today's engine, one listing call that
+names targets and their cues, one view cache shared by every search of the graph (views
+encoded once, new phrases on cached views run only the heads), and the VQA model's
+per-image vision feature cache. (The chat side of "before" runs today's prompts and
+visual working memory, with per-target cue questions and no vision cache.)
 
-Both run the same shape-world questions (both V*Bench subsets; images from 2246x1582
+Search image-encoder passes are decomposed with two more systems, counted without cost
+networks: today's engine without the sharing ("engine only") and the release's engine
+with today's sharing ("sharing only").
+
+All run the same shape-world questions (both V*Bench subsets; images from 2246x1582
 up to 12000x9000) through ``build_graph`` with the cost-faithful replay of
 ``cost_replay.py``: shape world's reference models decide, tiny random-weight
-Qwen2.5-VL and OWLv2 networks (``--real tiny``; ``none`` skips them) run every call at
-its real input size, so the CPU seconds include real network work. Image-token counts
-are those of the real Qwen2.5-VL-7B image processor (tiny configs keep its patch and
-merge sizes). After each question, a follow-up about the same image ("What is the
-color of the <first target>?") is asked.
+Qwen2.5-VL and OWLv2 networks (``--real tiny``; ``none`` skips them) run every call of
+"before" and "after" at its real input size, so the CPU seconds include real network
+work. Image-token counts are those of the real Qwen2.5-VL-7B image processor (tiny
+configs keep its patch and merge sizes). After each question, a follow-up about the same
+image ("What is the color of the <first target>?") is asked.
 
 Targets (issue 12): <= 2 chat calls per question; search image-encoder passes <= 0.8x
-before; a follow-up <= 0.3x the first question's encoder passes; accuracy and search
-success unchanged.
+the release's; a follow-up <= 0.3x the first question's encoder passes; accuracy and
+search success unchanged.
 
     python benchmarks/cost_per_question.py --n 4            # 8 questions + 8 follow-ups
     python benchmarks/cost_per_question.py --n 2 --real none  # counts only, fastest
@@ -53,6 +62,12 @@ from cost_replay import (  # noqa: E402
     install_vision_cache,
 )
 from gpu_latency import build_owl, build_vqa, load_config  # noqa: E402
+from release_baseline import (  # noqa: E402
+    RELEASE,
+    RELEASE_COMMIT,
+    RELEASE_VIEW_CACHE_BYTES,
+    release_search_config,
+)
 
 from seal_agent.graph import SealConfig, build_graph  # noqa: E402
 from seal_agent.imaging.geometry import Box  # noqa: E402
@@ -63,6 +78,7 @@ from seal_agent.imaging.loading import (  # noqa: E402
     to_image_ref,
 )
 from seal_agent.models.owl import OwlSearchModel  # noqa: E402
+from seal_agent.search import SearchConfig  # noqa: E402
 from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES  # noqa: E402
 from seal_agent.shapeworld.scene import Scene, generate_scene  # noqa: E402
 from seal_agent.shapeworld.search_model import ReferenceSearchModel  # noqa: E402
@@ -86,6 +102,15 @@ METRICS = (
 )
 
 
+#: Recorded from release 0.1.0's own graph (a checkout of RELEASE_COMMIT, its reference
+#: models, default settings) on this benchmark's questions with ``--seed 0``: search
+#: image-encoder passes (= patches scored: it shared no view) per question, in scene order.
+RELEASE_ENCODER_PASSES_SEED_0 = {
+    "first": (2, 5, 4, 7, 28, 16, 19, 25),
+    "follow-up": (2, 2, 4, 2, 28, 9, 19, 13),
+}
+
+
 @dataclass
 class System:
     name: str
@@ -94,7 +119,19 @@ class System:
     vqa: VqaCost
 
 
-def build_system(name: str, after: bool, real: str, tmp: Path) -> System:
+#: (name, engine, sharing, with cost networks): "before" and "after" are the comparison;
+#: the other two decompose the search's savings into engine and sharing.
+SYSTEMS = (
+    ("before", "release", False, True),
+    ("after", "today", True, True),
+    ("engine_only", "today", False, False),
+    ("sharing_only", "release", True, False),
+)
+
+
+def build_system(name: str, engine: str, sharing: bool, real: str, tmp: Path) -> System:
+    """A graph whose search engine is the release's or today's, with or without issue
+    12's sharing (listed cues, the view cache, the VQA vision cache)."""
     counters = Counters()
     qwen_config = load_config("qwen2.5-vl-7b", tiny=True)  # patch/merge sizes as full size
     owl = vqa_model = None
@@ -102,14 +139,17 @@ def build_system(name: str, after: bool, real: str, tmp: Path) -> System:
         torch.manual_seed(0)
         owl = OwlSearchModel(str(build_owl(tmp / f"owl-{name}", tiny=True)), device="cpu")
         vqa_model = build_vqa("qwen2.5-vl-7b", True, torch.device("cpu"), torch.float32)
-    cache = install_vision_cache(vqa_model) if after and vqa_model is not None else None
+    cache = install_vision_cache(vqa_model) if sharing and vqa_model is not None else None
     vqa = VqaCost(vqa_model, qwen_config, new_tokens=NEW_TOKENS, cache=cache)
     chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
     search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
-    settings = SealConfig(cache_dir=tmp / "images", cue_source="listing" if after else "question")
-    graph = build_graph(
-        chat, search, settings, view_cache_bytes=DEFAULT_VIEW_CACHE_BYTES if after else 0
+    settings = SealConfig(
+        cache_dir=tmp / "images",
+        cue_source="listing" if sharing else "question",
+        search=release_search_config() if engine == "release" else SearchConfig(),
     )
+    view_cache = DEFAULT_VIEW_CACHE_BYTES if sharing else RELEASE_VIEW_CACHE_BYTES
+    graph = build_graph(chat, search, settings, view_cache_bytes=view_cache)
     return System(name, graph, counters, vqa)
 
 
@@ -199,7 +239,10 @@ def run(n: int, seed: int, real: str) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="cost-per-question-") as tmp_name:
         tmp = Path(tmp_name)
-        systems = [build_system("before", False, real, tmp), build_system("after", True, real, tmp)]
+        systems = [
+            build_system(name, engine, sharing, real if costed else "none", tmp)
+            for name, engine, sharing, costed in SYSTEMS
+        ]
         warm = generate_scene(seed + 999, width=1024, height=768)
         for system in systems:  # lazy set-up (templates, torch kernels) outside the timings
             ask(system, _prepared(warm, tmp), warm, warm.question, list(warm.options))
@@ -232,7 +275,7 @@ def run(n: int, seed: int, real: str) -> dict[str, Any]:
                     )
             image_cache().clear()
     summary: dict[str, dict[str, Any]] = {}
-    for system in ("before", "after"):
+    for system, *_ in SYSTEMS:
         for kind in ("first", "follow-up"):
             group = [r for r in rows if r["system"] == system and r["question_kind"] == kind]
             summary[f"{system}/{kind}"] = {key: _mean(group, key) for key, _ in METRICS}
@@ -247,15 +290,37 @@ def run(n: int, seed: int, real: str) -> dict[str, Any]:
         and af["correct"] == summary["before/follow-up"]["correct"],
         "search_success_unchanged": a["search_success"] == b["search_success"],
     }
+    passes = {name: summary[f"{name}/first"]["search_views_encoded"] for name, *_ in SYSTEMS}
+    ratios = {
+        "engine_only": passes["engine_only"] / passes["before"],
+        "sharing_only": passes["sharing_only"] / passes["before"],
+        "together": passes["after"] / passes["before"],
+        "sharing_on_today_engine": passes["after"] / passes["engine_only"],
+    }
+    if seed == 0:  # the before row against what the release's own graph did
+        recorded = {
+            kind: passes[: len(scenes)] for kind, passes in RELEASE_ENCODER_PASSES_SEED_0.items()
+        }
+        measured = {
+            kind: tuple(
+                r["search_views_encoded"]
+                for r in sorted(rows, key=lambda r: r["scene"])
+                if r["system"] == "before" and r["question_kind"] == kind
+            )[: len(recorded[kind])]
+            for kind in recorded
+        }
+        checks["before_matches_release_0.1.0"] = measured == recorded
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "real_networks": real,
+        "before": f"release {RELEASE} ({RELEASE_COMMIT[:7]}) as configured by release_baseline.py",
         "questions": len(scenes),
         "sizes": [list(s) for s in SIZES],
         "new_tokens_per_call": NEW_TOKENS,
         "summary": summary,
         "checks": checks,
+        "encoder_pass_ratios": ratios,
         "rows": rows,
     }
 
@@ -268,7 +333,7 @@ def print_table(report: dict[str, Any]) -> None:
     s = report["summary"]
     print(
         f"\n{report['questions']} questions (+ one follow-up each), means per question; "
-        f"real networks: {report['real_networks']}"
+        f"real networks: {report['real_networks']} (before and after)\nbefore: {report['before']}"
     )
     header = (
         f"{'metric':<30} {'before':>9} {'after':>9} {'after/before':>12} "
@@ -284,6 +349,30 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{label:<30} {_fmt(b):>9} {_fmt(a):>9} {ratio:>12} {_fmt(fb):>17} "
             f"{_fmt(fa):>16} {follow:>19}"
+        )
+    labels = {
+        "before": f"{RELEASE} (engine, no sharing)",
+        "engine_only": "today's engine, no sharing",
+        "sharing_only": f"{RELEASE} engine + sharing",
+        "after": "today's engine + sharing",
+    }
+    print(
+        "\nsearch image-encoder passes per question, decomposed "
+        "(engine: which patches a search scores; sharing: view cache, listed cues)"
+    )
+    header = (
+        f"{'system':<34} {'encoder passes':>14} {'x before':>9} {'patches':>8} "
+        f"{'follow-up passes':>17}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in ("before", "engine_only", "sharing_only", "after"):
+        first, follow = s[f"{name}/first"], s[f"{name}/follow-up"]
+        ratio = first["search_views_encoded"] / s["before/first"]["search_views_encoded"]
+        print(
+            f"{labels[name]:<34} {_fmt(first['search_views_encoded']):>14} "
+            f"{_fmt(ratio) + 'x':>9} {_fmt(first['patches_scored']):>8} "
+            f"{_fmt(follow['search_views_encoded']):>17}"
         )
     print(
         "\nchecks: "
