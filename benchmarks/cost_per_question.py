@@ -95,6 +95,7 @@ METRICS = (
     ("search_views_encoded", "search image-encoder passes"),
     ("search_phrase_passes", "search phrase passes"),
     ("patches_scored", "patches scored"),
+    ("distinct_windows", "distinct windows searched"),
     ("cpu_s", "CPU seconds"),
     ("wall_s", "wall seconds"),
     ("correct", "accuracy %"),
@@ -206,6 +207,11 @@ def ask(
         row["vqa_images_encoded"] = after["vqa_images"] - before["vqa_images"]
     searches = out.get("searches") or {}
     row["patches_scored"] = sum(o["patches_scored"] for o in searches.values())
+    # Every view is the pyramid's rendering of a window at the model's input size, so
+    # equal windows are equal pixels: a view cache can do no better within a question
+    # than one encoder pass per distinct window (fewer only where pixels coincide).
+    windows = {tuple(s["patch"]) for o in searches.values() for s in o.get("trace") or []}
+    row["distinct_windows"] = len(windows)
     success = _success(scene, searches)
     row["search_success"] = 100.0 * sum(success) / len(success) if success else None
     if options is not None:
@@ -289,6 +295,9 @@ def run(n: int, seed: int, real: str) -> dict[str, Any]:
         "accuracy_unchanged": a["correct"] == b["correct"]
         and af["correct"] == summary["before/follow-up"]["correct"],
         "search_success_unchanged": a["search_success"] == b["search_success"],
+        "no_window_encoded_twice_in_a_question": all(
+            r["search_views_encoded"] <= r["distinct_windows"] for r in firsts_after
+        ),
     }
     passes = {name: summary[f"{name}/first"]["search_views_encoded"] for name, *_ in SYSTEMS}
     ratios = {
