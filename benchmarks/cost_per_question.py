@@ -371,7 +371,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     header = (
         f"{'system':<34} {'encoder passes':>14} {'x before':>9} {'patches':>8} "
-        f"{'follow-up passes':>17}"
+        f"{'distinct windows':>17} {'follow-up passes':>17}"
     )
     print(header)
     print("-" * len(header))
@@ -381,7 +381,7 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{labels[name]:<34} {_fmt(first['search_views_encoded']):>14} "
             f"{_fmt(ratio) + 'x':>9} {_fmt(first['patches_scored']):>8} "
-            f"{_fmt(follow['search_views_encoded']):>17}"
+            f"{_fmt(first['distinct_windows']):>17} {_fmt(follow['search_views_encoded']):>17}"
         )
     print(
         "\nchecks: "
