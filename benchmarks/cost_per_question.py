@@ -31,6 +31,11 @@ search success unchanged.
 
     python benchmarks/cost_per_question.py --n 4            # 8 questions + 8 follow-ups
     python benchmarks/cost_per_question.py --n 2 --real none  # counts only, fastest
+    python benchmarks/cost_per_question.py --n 4 --real none --search-model weak
+
+``--search-model weak|fallible`` lets one of shape world's honest degradations decide
+(a heatmap blind to small shapes; confident false boxes and misses), closer to the
+detectors users bring than the reference; results go to ``cost_per_question_<model>.json``.
 
 Prints a table and writes JSON to ``benchmarks/results/cost_per_question.json``.
 """
@@ -81,7 +86,11 @@ from seal_agent.models.owl import OwlSearchModel  # noqa: E402
 from seal_agent.search import SearchConfig  # noqa: E402
 from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES  # noqa: E402
 from seal_agent.shapeworld.scene import Scene, generate_scene  # noqa: E402
-from seal_agent.shapeworld.search_model import ReferenceSearchModel  # noqa: E402
+from seal_agent.shapeworld.search_model import (  # noqa: E402
+    Fallibility,
+    ReferenceSearchModel,
+    WeakHeatmap,
+)
 from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel  # noqa: E402
 
 RESULTS = ROOT / "results"
@@ -130,7 +139,18 @@ SYSTEMS = (
 )
 
 
-def build_system(name: str, engine: str, sharing: bool, real: str, tmp: Path) -> System:
+#: The search model deciding: shape world's reference, or one of its honest degradations
+#: (``perception.degradations``), which behave more like the detectors users bring.
+SEARCH_MODELS: dict[str, dict[str, Any]] = {
+    "reference": {},
+    "weak": {"weak_heatmap": WeakHeatmap()},
+    "fallible": {"fallible": Fallibility()},
+}
+
+
+def build_system(
+    name: str, engine: str, sharing: bool, real: str, tmp: Path, search_model: str = "reference"
+) -> System:
     """A graph whose search engine is the release's or today's, with or without issue
     12's sharing (listed cues, the view cache, the VQA vision cache)."""
     counters = Counters()
@@ -143,7 +163,8 @@ def build_system(name: str, engine: str, sharing: bool, real: str, tmp: Path) ->
     cache = install_vision_cache(vqa_model) if sharing and vqa_model is not None else None
     vqa = VqaCost(vqa_model, qwen_config, new_tokens=NEW_TOKENS, cache=cache)
     chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
-    search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
+    decider = ReferenceSearchModel(**SEARCH_MODELS[search_model])
+    search = ReplaySearchModel(decider, owl, counters)
     settings = SealConfig(
         cache_dir=tmp / "images",
         cue_source="listing" if sharing else "question",
@@ -239,14 +260,14 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def run(n: int, seed: int, real: str) -> dict[str, Any]:
+def run(n: int, seed: int, real: str, search_model: str = "reference") -> dict[str, Any]:
     torch.set_num_threads(2)
     scenes = make_scenes(n, seed)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="cost-per-question-") as tmp_name:
         tmp = Path(tmp_name)
         systems = [
-            build_system(name, engine, sharing, real if costed else "none", tmp)
+            build_system(name, engine, sharing, real if costed else "none", tmp, search_model)
             for name, engine, sharing, costed in SYSTEMS
         ]
         warm = generate_scene(seed + 999, width=1024, height=768)
@@ -306,9 +327,9 @@ def run(n: int, seed: int, real: str) -> dict[str, Any]:
         "together": passes["after"] / passes["before"],
         "sharing_on_today_engine": passes["after"] / passes["engine_only"],
     }
-    if seed == 0:  # the before row against what the release's own graph did
+    if seed == 0 and search_model == "reference":  # the before row against the release's
         recorded = {
-            kind: passes[: len(scenes)] for kind, passes in RELEASE_ENCODER_PASSES_SEED_0.items()
+            kind: counts[: len(scenes)] for kind, counts in RELEASE_ENCODER_PASSES_SEED_0.items()
         }
         measured = {
             kind: tuple(
@@ -323,6 +344,7 @@ def run(n: int, seed: int, real: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "real_networks": real,
+        "search_model": search_model,
         "before": f"release {RELEASE} ({RELEASE_COMMIT[:7]}) as configured by release_baseline.py",
         "questions": len(scenes),
         "sizes": [list(s) for s in SIZES],
@@ -342,7 +364,8 @@ def print_table(report: dict[str, Any]) -> None:
     s = report["summary"]
     print(
         f"\n{report['questions']} questions (+ one follow-up each), means per question; "
-        f"real networks: {report['real_networks']} (before and after)\nbefore: {report['before']}"
+        f"real networks: {report['real_networks']} (before and after); search model: "
+        f"{report['search_model']}\nbefore: {report['before']}"
     )
     header = (
         f"{'metric':<30} {'before':>9} {'after':>9} {'after/before':>12} "
@@ -394,9 +417,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n", type=int, default=4, help="scenes per subset (sizes cycle)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real", choices=["tiny", "none"], default="tiny")
-    parser.add_argument("--out", type=Path, default=RESULTS / "cost_per_question.json")
+    parser.add_argument(
+        "--search-model",
+        choices=list(SEARCH_MODELS),
+        default="reference",
+        help="the deciding search model: shape world's reference or a degraded one",
+    )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    report = run(args.n, args.seed, args.real)
+    report = run(args.n, args.seed, args.real, args.search_model)
+    if args.out is None:
+        suffix = "" if args.search_model == "reference" else f"_{args.search_model}"
+        args.out = RESULTS / f"cost_per_question{suffix}.json"
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
