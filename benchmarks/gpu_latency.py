@@ -521,7 +521,8 @@ def end_to_end(
     Full-size random-weight Qwen2.5-VL-7B and OWLv2-B/16 run every model call at its real
     input size and length (``cost_replay.py``); shape world's reference models make the
     decisions, so the graph takes a realistic path (targets, views, crops, answer).
-    "before": released behaviour (per-target cue questions, no view or vision cache);
+    "before": release 0.1.0 (its search engine, per-target cue questions, no view or
+    vision cache: ``release_baseline.py``);
     "after": the defaults (cued listing, shared view cache, vision-feature cache,
     prompt-prefix KV cache).
     Both share one set of weights; each question runs on a fresh image.
@@ -533,6 +534,7 @@ def end_to_end(
         VqaCost,
         install_vision_cache,
     )
+    from release_baseline import release_seal_config
 
     from seal_agent.graph import SealConfig, build_graph
     from seal_agent.imaging.loading import image_cache, load_image, to_image_ref
@@ -567,8 +569,12 @@ def end_to_end(
             )
             chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
             search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
-            settings = SealConfig(
-                cache_dir=Path(tmp) / "images", cue_source="listing" if after else "question"
+            images = Path(tmp) / "images"
+            # before: release 0.1.0 as a configuration of today's code (release_baseline.py)
+            settings = (
+                SealConfig(cache_dir=images, cue_source="listing")
+                if after
+                else release_seal_config(cache_dir=images)
             )
             view_budget = DEFAULT_VIEW_CACHE_BYTES if after else 0
             graphs[name] = (

@@ -14,6 +14,7 @@ from PIL import Image
 
 from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search import PatchPrediction, SearchConfig, VStarSearch
+from seal_agent.search.protocol import Detection
 from seal_agent.search.view_cache import (
     EncodingSearchModel,
     ViewCachingSearchModel,
@@ -46,7 +47,10 @@ class CountingReference(ReferenceSearchModel):
 
 
 class PlainReference:
-    """The reference model through ``predict`` only (no split API)."""
+    """The reference model through ``predict`` only (no split API); its phrases are
+    independent of each other, and it says so."""
+
+    independent_phrases = True
 
     def __init__(self) -> None:
         self.inner = ReferenceSearchModel()
@@ -144,6 +148,63 @@ def test_a_model_without_the_split_api_is_cached_per_view_and_phrase(scene):
     _equal_predictions(second, plain.inner.predict(views, ["red star", "table"]))
     cache.predict(views[:1], ["table", "red star"])
     assert len(plain.calls) == 2
+
+
+class EarlyFusion(PlainReference):
+    """A predict-only model that reads its phrases together, as Grounding DINO reads one
+    caption: each phrase's scores depend on how many phrases were asked with it."""
+
+    independent_phrases = False
+
+    def predict(self, views, phrases):
+        self.calls.append((len(views), tuple(phrases)))
+        damp = np.float32(1.0 - 0.1 * (len(phrases) - 1))
+        return [
+            [
+                PatchPrediction(
+                    detections=tuple(
+                        Detection(box=d.box, score=float(d.score * damp)) for d in p.detections
+                    ),
+                    heatmap=p.heatmap * damp,
+                )
+                for p in row
+            ]
+            for row in self.inner.predict(views, phrases)
+        ]
+
+
+def test_a_model_that_reads_phrases_together_is_cached_per_phrase_list(scene):
+    model = EarlyFusion()
+    cache = ViewCachingSearchModel(model)
+    assert not cache.independent
+    views = _views(scene.image, 2)
+    cache.predict(views, ["red star"])
+    both = cache.predict(views, ["red star", "table"])  # "red star" alone is not reused
+    assert model.calls == [(2, ("red star",)), (2, ("red star", "table"))]
+    _equal_predictions(both, EarlyFusion().predict(views, ["red star", "table"]))
+    _equal_predictions(cache.predict(views[1:], ["red star", "table"]), [both[1]])
+    cache.predict(views[:1], ["table", "red star"])  # another list: scored as asked
+    assert model.calls[2:] == [(1, ("table", "red star"))]
+
+
+def test_searches_of_several_targets_through_an_early_fusion_model_equal_uncached_ones():
+    """Two targets' searches share views and the context phrase: a phrase scored beside
+    one target must not be served to the other's search (it differs from the phrase
+    scored beside that target)."""
+    scene = generate_scene(7, width=12000, height=9000, kind="relative_position")
+    pyramid = ImagePyramid(scene.image)
+    targets = list(dict.fromkeys(t.shape for t in scene.targets))
+    assert len(targets) == 2
+    uncached = [
+        VStarSearch(EarlyFusion()).search(pyramid, t, context_cue=lambda _: "table")
+        for t in targets
+    ]
+    model = EarlyFusion()
+    cache = ViewCachingSearchModel(model)
+    cached = [VStarSearch(cache).search(pyramid, t, context_cue=lambda _: "table") for t in targets]
+    for a, b in zip(uncached, cached, strict=True):
+        _same(a, b)
+    assert len(model.calls) < sum(r.forward_passes for r in uncached)  # the root is shared
 
 
 def test_concurrent_requests_for_a_view_encode_it_once(scene):

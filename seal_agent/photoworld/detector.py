@@ -102,6 +102,10 @@ class HaarSearchModel:
     promise that one classifier may run in several threads at once).
     """
 
+    #: Each phrase runs its own cascade: a view cache may reuse one phrase's prediction
+    #: whatever else was asked with it (``search/view_cache.py``).
+    independent_phrases = True
+
     def __init__(
         self,
         input_size: int = 512,

@@ -11,7 +11,11 @@ for one more phrase are cheap. So:
   give equal model outputs, so a cached answer is the answer an uncached run gets.
 * Models with the split API (``EncodingSearchModel``: ``encode_views`` once per view,
   ``predict_encoded`` for phrases on stored encodings) keep each view's encoding; any
-  other ``SearchModel`` is cached per (view, phrase) prediction.
+  other ``SearchModel`` is cached per (view, phrase) prediction if it declares
+  ``independent_phrases = True`` (a phrase scores the same whatever is asked with it),
+  else per (view, phrase list): an early-fusion model such as Grounding DINO reads all
+  phrases as one caption, so a phrase scored beside "table" differs from one scored
+  alone, and only the same list asked again may be answered from the cache.
 * Concurrent requests coalesce: a view (or a view-phrase pair) being computed by one
   thread is waited for by the others, never computed twice. All phrases a request
   wants for a view are scored in one pass (the missing ones only).
@@ -110,12 +114,17 @@ class ViewCacheStats:
         return dict(self.__dict__)
 
 
+#: What one stored prediction answers: a phrase (phrases independent of each other), or
+#: (the phrase list it was asked in, its position there).
+_Slot = str | tuple[tuple[str, ...], int]
+
+
 @dataclass
 class _Entry:
     """One view: its encoding (split models) and its predictions per phrase."""
 
     encoding: Future[Any] | None = None
-    predictions: dict[str, Future[PatchPrediction]] = field(default_factory=dict)
+    predictions: dict[_Slot, Future[PatchPrediction]] = field(default_factory=dict)
     nbytes: int = 0
     done: bool = True  # nothing pending: may be evicted
 
@@ -141,6 +150,9 @@ class ViewCachingSearchModel:
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.split = isinstance(model, EncodingSearchModel)
+        #: Whether a phrase's prediction may be reused whatever it was asked with (the
+        #: split API promises it; other models must declare it).
+        self.independent = self.split or getattr(model, "independent_phrases", False) is True
         self.stats = ViewCacheStats()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
@@ -189,8 +201,15 @@ class ViewCachingSearchModel:
         with self._lock:
             self.stats.views_requested += len(views)
         encodings = self._ensure_encodings(unique, first) if self.split else {}
-        per_key = self._ensure_predictions(unique, first, list(dict.fromkeys(phrases)), encodings)
-        out = [[per_key[k][p] for p in phrases] for k in keys]
+        # A slot names one stored prediction: the phrase itself, or for a model whose
+        # phrases are read together, (the phrase list, the phrase's position in it).
+        if self.independent:
+            slots: list[_Slot] = list(phrases)
+        else:
+            group = tuple(phrases)
+            slots = [(group, j) for j in range(len(group))]
+        per_key = self._ensure_predictions(unique, first, list(dict.fromkeys(slots)), encodings)
+        out = [[per_key[k][slot] for slot in slots] for k in keys]
         self._trim()
         return validate_predictions(out, views, phrases)
 
@@ -249,26 +268,26 @@ class ViewCachingSearchModel:
         self,
         keys: list[str],
         views: dict[str, Image.Image],
-        phrases: list[str],
+        slots: list[_Slot],
         encodings: dict[str, Any],
-    ) -> dict[str, dict[str, PatchPrediction]]:
-        claimed: dict[str, dict[str, Future[PatchPrediction]]] = {}
-        futures: dict[str, dict[str, Future[PatchPrediction]]] = {}
+    ) -> dict[str, dict[_Slot, PatchPrediction]]:
+        claimed: dict[str, dict[_Slot, Future[PatchPrediction]]] = {}
+        futures: dict[str, dict[_Slot, Future[PatchPrediction]]] = {}
         with self._lock:
             for key in keys:
                 entry = self._entry(key)
                 futures[key] = {}
                 waited = False
-                for phrase in phrases:
-                    future = entry.predictions.get(phrase)
+                for slot in slots:
+                    future = entry.predictions.get(slot)
                     if future is None:
                         future = Future()
-                        entry.predictions[phrase] = future
+                        entry.predictions[slot] = future
                         entry.done = False
-                        claimed.setdefault(key, {})[phrase] = future
+                        claimed.setdefault(key, {})[slot] = future
                     elif not future.done():
                         waited = True
-                    futures[key][phrase] = future
+                    futures[key][slot] = future
                 if key not in claimed:
                     self.stats.view_hits += 1
                     self.stats.coalesced += int(waited)
@@ -278,13 +297,21 @@ class ViewCachingSearchModel:
 
     def _compute(
         self,
-        claimed: dict[str, dict[str, Future[PatchPrediction]]],
+        claimed: dict[str, dict[_Slot, Future[PatchPrediction]]],
         views: dict[str, Image.Image],
         encodings: dict[str, Any],
     ) -> None:
-        """One pass for every claimed (view, phrase): the union of the claimed phrases."""
+        """One pass for every claimed (view, slot): the union of the claimed phrases, or,
+        for phrases read together, the one phrase list they were asked as."""
         keys = list(claimed)
-        union = list(dict.fromkeys(p for k in keys for p in claimed[k]))
+        slots: list[_Slot] = list(dict.fromkeys(p for k in keys for p in claimed[k]))
+        first = slots[0]
+        if isinstance(first, str):
+            union = [slot for slot in slots if isinstance(slot, str)]
+        else:  # one request's slots: all of one list (a list is never half computed)
+            group: tuple[str, ...] = first[0]
+            slots = [(group, j) for j in range(len(group))]
+            union = list(group)
         try:
             if self.split:
                 output = self.model.predict_encoded(  # type: ignore[attr-defined]
@@ -297,10 +324,10 @@ class ViewCachingSearchModel:
             with self._lock:
                 for key in keys:
                     entry = self._entries.get(key)
-                    for phrase, future in claimed[key].items():
+                    for slot, future in claimed[key].items():
                         future.set_exception(exc)
-                        if entry is not None and entry.predictions.get(phrase) is future:
-                            del entry.predictions[phrase]
+                        if entry is not None and entry.predictions.get(slot) is future:
+                            del entry.predictions[slot]
                     if entry is not None:
                         self._settle(entry)
             raise
@@ -313,17 +340,17 @@ class ViewCachingSearchModel:
             self.stats.phrase_evaluations += len(keys) * len(union)
             for key, row in zip(keys, output, strict=True):
                 entry = self._entries.get(key)
-                for phrase, prediction in zip(union, row, strict=True):
-                    mine = claimed[key].get(phrase)
+                for slot, prediction in zip(slots, row, strict=True):
+                    mine = claimed[key].get(slot)
                     if mine is not None:
                         mine.set_result(_frozen(prediction))
                     if entry is None:
                         continue
-                    stored = entry.predictions.get(phrase)
+                    stored = entry.predictions.get(slot)
                     if stored is None:  # scored anyway in the same pass: keep it
                         stored = Future()
                         stored.set_result(_frozen(prediction))
-                        entry.predictions[phrase] = stored
+                        entry.predictions[slot] = stored
                     elif stored is not mine:
                         continue
                     entry.nbytes += _prediction_nbytes(prediction)
