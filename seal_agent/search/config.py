@@ -95,6 +95,16 @@ class SearchConfig(BaseModel):
             "telling map points at one place, look there through a native window next"
         ),
     )
+    context_first: bool = Field(
+        True,
+        description=(
+            "vstar: ask the context cue before the first forward pass, so every view (the "
+            "root included) is scored with the target and context phrases together; "
+            "False asks it only at the first weak-cue patch, which then pays one more "
+            "pass (and patch) for the context phrase. Costs one cue question for a "
+            "target whose cue never weakens (free when the cue comes from the listing)"
+        ),
+    )
     candidate_zoom: bool = Field(
         True, description="vstar: look at a sub-threshold candidate at native resolution next"
     )
