@@ -105,6 +105,14 @@ class SearchConfig(BaseModel):
             "target whose cue never weakens (free when the cue comes from the listing)"
         ),
     )
+    peek_windows: bool = Field(
+        True,
+        description=(
+            "vstar: a forward pass of near-tied patches (a weak cue) that has room left "
+            "up to batch_size also scores native windows on the weak cue's brightest "
+            "places (patches, not passes)"
+        ),
+    )
     candidate_zoom: bool = Field(
         True, description="vstar: look at a sub-threshold candidate at native resolution next"
     )

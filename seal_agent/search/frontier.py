@@ -10,6 +10,7 @@ import heapq
 import itertools
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +31,8 @@ class Node:
     kind: NodeKind = "split"
     # For a "confirm" node: index of the pending candidate (engine-side) it confirms.
     confirms: int | None = None
+    # A speculative view that rides along where a pass has room (Frontier.push_spare).
+    spare: bool = False
     # Cue heatmaps of the parent and all its ancestors, for the children's priorities.
     lineage: tuple[HeatmapMass, ...] = field(default=())
 
@@ -39,9 +42,33 @@ class Frontier:
 
     def __init__(self) -> None:
         self._urgent: deque[Node] = deque()
+        self._spare: list[Node] = []
 
     def push_urgent(self, node: Node) -> None:
         self._urgent.append(node)
+
+    def push_spare(self, nodes: list[Node], keep: int) -> None:
+        """Queue nodes worth a look only where a forward pass has room to spare.
+
+        They never start a batch and never count in ``len``; the ``keep`` with the
+        highest priority are kept (newest first among equals), so the lane is bounded.
+        """
+        self._spare = sorted([*nodes, *self._spare], key=lambda n: -(n.priority or 0.0))[
+            : max(0, keep)
+        ]
+
+    def pop_spare(self, limit: int, wanted: Callable[[Node], bool]) -> list[Node]:
+        """Up to ``limit`` spare nodes, best first, that ``wanted`` still accepts (the
+        others are dropped: a spare node is a guess, stale once its place was seen)."""
+        taken: list[Node] = []
+        kept: list[Node] = []
+        for node in self._spare:
+            if len(taken) < limit and wanted(node):
+                taken.append(node)
+            elif len(taken) >= limit:
+                kept.append(node)
+        self._spare = kept
+        return taken
 
     def push_children(self, children: list[Node]) -> None:
         raise NotImplementedError

@@ -1,0 +1,117 @@
+"""How vstar fills its forward passes: spare windows riding along near-tied patches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from search_fakes import ORACLE_THRESHOLDS, VirtualPyramid
+
+from seal_agent.imaging.geometry import Box, ViewTransform
+from seal_agent.search.config import SearchConfig
+from seal_agent.search.engine import VStarSearch
+from seal_agent.search.frontier import BestFirstFrontier, Node
+from seal_agent.search.protocol import Detection, ModelThresholds, PatchPrediction
+
+UNLIMITED = {"max_calls": None, "deadline_s": None}
+
+
+@dataclass
+class HintModel:
+    """A weak map (below every cue threshold) bright at ``hints``; the target is seen
+    only at native detail, and only the part of it inside the view (a cut object)."""
+
+    pyramid: VirtualPyramid
+    target: Box
+    hints: list[tuple[float, float]]
+    input_size: int = 512
+    grid: int = 64
+    thresholds: ModelThresholds = ORACLE_THRESHOLDS
+    calls: list[list[Box]] = field(default_factory=list)
+
+    def predict(
+        self, views: Sequence[Image.Image], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        patches = self.pyramid.viewed[-len(views) :]
+        self.calls.append(list(patches))
+        out = []
+        for view, patch in zip(views, patches, strict=True):
+            frame = ViewTransform(patch, view.width, view.height)
+            heat = np.full((self.grid, self.grid), 0.001, dtype=np.float32)
+            for x, y in self.hints:
+                if patch.x1 <= x < patch.x2 and patch.y1 <= y < patch.y2:
+                    c = int((x - patch.x1) / patch.width * self.grid)
+                    r = int((y - patch.y1) / patch.height * self.grid)
+                    heat[r, c] = 0.2
+            dets = []
+            visible = self.target.intersection(patch)
+            if min(frame.scale_x, frame.scale_y) >= 0.9 and not visible.is_empty:
+                dets.append(Detection(frame.to_view(visible), 0.9))
+            out.append([PatchPrediction(tuple(dets), heat) for _ in phrases])
+        return out
+
+
+def run(target: Box, hints: list[tuple[float, float]], **config: object):
+    pyramid = VirtualPyramid(4000, 3000)
+    model = HintModel(pyramid, target, hints)
+    result = VStarSearch(model, SearchConfig(**{**UNLIMITED, **config})).search(pyramid, "star")
+    return result, model
+
+
+TARGET = Box(2994, 2194, 3006, 2206)
+DECOY = (800.0, 700.0)  # as bright as the target on the weak map; nothing there
+
+
+def test_spare_windows_on_a_weak_maps_bright_places_ride_along_tied_patches() -> None:
+    on, on_model = run(TARGET, [TARGET.center, DECOY])
+    off, _ = run(TARGET, [TARGET.center, DECOY], peek_windows=False)
+    assert on.found
+    assert off.found
+    assert on.box is not None
+    assert on.box.iou(TARGET) > 0.9
+    assert on.forward_passes < off.forward_passes
+    # The root's map gives none (the coarsest view); the tied children's maps do, and
+    # their windows share the next pass with the tied grandchildren.
+    spare = [s for s in on.trace if s.kind == "zoom" and s.priority is not None]
+    assert spare
+    assert all(s.level >= 3 for s in spare)
+    assert len(on_model.calls[0]) == 1  # the root alone
+    shared = [c for c in on_model.calls if any(p.width == 512 for p in c) and len(c) > 2]
+    assert shared, "a spare window was scored in a pass of its own"
+
+
+def test_no_spare_windows_when_batching_is_off() -> None:
+    strict, model = run(TARGET, [TARGET.center, DECOY], batch_size=1)
+    assert all(len(c) == 1 for c in model.calls)
+    assert not [s for s in strict.trace if s.kind == "zoom" and s.priority is not None]
+
+
+def test_a_box_a_spare_window_cuts_at_its_border_is_confirmed_whole() -> None:
+    """The map's bright place is off the target, so the window centred on it cuts the
+    target at its border; the part is confirmed by a window centred on it first."""
+    target = Box(2980, 2180, 3020, 2220)
+    hint = (target.center[0] + 256, target.center[1])
+    result, _ = run(target, [hint, DECOY])
+    assert result.found
+    assert result.box is not None
+    assert result.box.iou(target) > 0.9  # the whole target, not the part first seen
+    kinds = [s.kind for s in result.trace]
+    assert "confirm" in kinds
+    assert kinds.index("confirm") > next(
+        i for i, s in enumerate(result.trace) if s.kind == "zoom" and s.priority is not None
+    )
+
+
+def test_the_spare_lane_never_starts_a_batch_and_keeps_its_best() -> None:
+    frontier = BestFirstFrontier()
+    box = Box(0, 0, 10, 10)
+    frontier.push_spare([Node(box, 2, 0, priority=p, kind="zoom") for p in (0.1, 0.3)], keep=3)
+    frontier.push_spare([Node(box, 2, 0, priority=p, kind="zoom") for p in (0.2, 0.4)], keep=3)
+    assert len(frontier) == 0
+    assert frontier.pop_batch(8, frozenset({"tile"}), 0.7) == []
+    taken = frontier.pop_spare(1, lambda n: n.priority != 0.4)  # the best is stale
+    assert [n.priority for n in taken] == [0.3]
+    assert [n.priority for n in frontier.pop_spare(8, lambda n: True)] == [0.2]
+    assert frontier.pop_spare(8, lambda n: True) == []
