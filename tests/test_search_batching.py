@@ -115,3 +115,31 @@ def test_the_spare_lane_never_starts_a_batch_and_keeps_its_best() -> None:
     assert [n.priority for n in taken] == [0.3]
     assert [n.priority for n in frontier.pop_spare(8, lambda n: True)] == [0.2]
     assert frontier.pop_spare(8, lambda n: True) == []
+
+
+def test_near_tied_tiles_and_tree_patches_share_a_pass() -> None:
+    """A tile batch no longer stops at a tied tree patch, nor a tree batch at a tied
+    tile; an untied one still waits for its own pass."""
+    box = Box(0, 0, 10, 10)
+    only = frozenset({"tile"})
+    frontier = BestFirstFrontier()
+    frontier.push_children(
+        [
+            Node(box, 3, 0, priority=0.50, kind="tile"),
+            Node(box, 3, 0, priority=0.45, kind="split"),
+            Node(box, 3, 0, priority=0.40, kind="tile"),
+            Node(box, 3, 0, priority=0.10, kind="split"),
+        ]
+    )
+    assert [n.priority for n in frontier.pop_batch(8, only, 0.7)] == [0.50, 0.45, 0.40]
+    assert [n.priority for n in frontier.pop_batch(8, only, 0.7)] == [0.10]
+    frontier.push_children(
+        [
+            Node(box, 3, 0, priority=0.50, kind="split"),
+            Node(box, 3, 0, priority=0.40, kind="tile"),
+            Node(box, 3, 0, priority=0.05, kind="tile"),
+        ]
+    )
+    assert [n.kind for n in frontier.pop_batch(8, only, 0.7)] == ["split", "tile"]
+    # Without a tie ratio, tiles still batch among themselves only.
+    assert [n.priority for n in frontier.pop_batch(8, only)] == [0.05]

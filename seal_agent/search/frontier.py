@@ -99,7 +99,8 @@ class Frontier:
         next ones in order are of those kinds (a best-first search batches its native
         tiles and visits its tree patches one by one), or, with ``tie_ratio``, while
         the next node's priority is at least that share of the first's (a near tie:
-        the order between them is a coin flip anyway); urgent nodes then go alone.
+        the order between them is a coin flip anyway), whatever the kinds of the two
+        (a tile and a tree patch that tie share a pass); urgent nodes then go alone.
         """
         if only is None:
             batch: list[Node] = []
@@ -112,16 +113,15 @@ class Frontier:
             return [self._urgent.popleft()]
         first = self._pop()
         batch = [first]
-        if first.kind in only:
-            while len(batch) < limit and self._size() and self._peek().kind in only:
-                batch.append(self._pop())
-        elif tie_ratio is not None and first.priority is not None and first.priority > 0:
+        floor = None
+        if tie_ratio is not None and first.priority is not None and first.priority > 0:
             floor = tie_ratio * first.priority
-            while len(batch) < limit and self._size():
-                nxt = self._peek()
-                if nxt.kind in only or nxt.priority is None or nxt.priority < floor:
-                    break
-                batch.append(self._pop())
+        while len(batch) < limit and self._size():
+            nxt = self._peek()
+            tied = floor is not None and nxt.priority is not None and nxt.priority >= floor
+            if not (tied or (first.kind in only and nxt.kind in only)):
+                break
+            batch.append(self._pop())
         return batch
 
 
