@@ -65,8 +65,8 @@ DECOY = (800.0, 700.0)  # as bright as the target on the weak map; nothing there
 
 
 def test_spare_windows_on_a_weak_maps_bright_places_ride_along_tied_patches() -> None:
-    on, on_model = run(TARGET, [TARGET.center, DECOY])
-    off, _ = run(TARGET, [TARGET.center, DECOY], peek_windows=False)
+    on, on_model = run(TARGET, [TARGET.center, DECOY], peek_windows=True)
+    off, _ = run(TARGET, [TARGET.center, DECOY])  # off by default
     assert on.found
     assert off.found
     assert on.box is not None
@@ -83,7 +83,7 @@ def test_spare_windows_on_a_weak_maps_bright_places_ride_along_tied_patches() ->
 
 
 def test_no_spare_windows_when_batching_is_off() -> None:
-    strict, model = run(TARGET, [TARGET.center, DECOY], batch_size=1)
+    strict, model = run(TARGET, [TARGET.center, DECOY], batch_size=1, peek_windows=True)
     assert all(len(c) == 1 for c in model.calls)
     assert not [s for s in strict.trace if s.kind == "zoom" and s.priority is not None]
 
@@ -93,7 +93,7 @@ def test_a_box_a_spare_window_cuts_at_its_border_is_confirmed_whole() -> None:
     target at its border; the part is confirmed by a window centred on it first."""
     target = Box(2980, 2180, 3020, 2220)
     hint = (target.center[0] + 256, target.center[1])
-    result, _ = run(target, [hint, DECOY])
+    result, _ = run(target, [hint, DECOY], peek_windows=True)
     assert result.found
     assert result.box is not None
     assert result.box.iou(target) > 0.9  # the whole target, not the part first seen

@@ -106,11 +106,14 @@ class SearchConfig(BaseModel):
         ),
     )
     peek_windows: bool = Field(
-        True,
+        False,
         description=(
-            "vstar: a forward pass of near-tied patches (a weak cue) that has room left "
-            "up to batch_size also scores native windows on the weak cue's brightest "
-            "places (patches, not passes)"
+            "vstar: a forward pass of near-tied patches (a weak cue, below the root) that "
+            "has room left up to batch_size also scores native windows on the weak cue's "
+            "brightest places. Saves 8-10 % of forward passes on shape world's models for "
+            "+1-5 % patches, but on real photos with a detector whose false boxes hold up "
+            "at native detail it looks at target-like clutter first (Haar faces: 1 target "
+            "of 16 lost, +11 % patches, -8 % passes): off by default"
         ),
     )
     candidate_zoom: bool = Field(

@@ -114,8 +114,10 @@ PEAK_WINDOW_SHARE = 0.8
 #: -53 % (weak heatmap), -16 % (fallible), for +13-19 % patches. Native tiles and tree
 #: patches that tie share a pass too (a tile batch used to stop at a tree patch and a
 #: tree batch at a tile, alternating one pass each): measured (search_length.py --mode
-#: all --n 30, 37 targets) passes 2.76 -> 2.70 (reference), 4.54 -> 4.43 (weak
-#: heatmap), 4.19 -> 3.84 (fallible), patches 5.00 -> 4.76, 17.5 -> 17.2, 7.8 -> 7.6.
+#: all --n 30, 37 targets) passes 3.16 -> 2.95 (reference), 5.03 -> 4.92 (weak
+#: heatmap), 4.68 -> 4.24 (fallible), patches 4.86 -> 4.81, 17.0 -> 16.9, 7.3 -> 7.4;
+#: on real photos (real_photos.py --n 16, Haar faces, where flat maps send vstar to
+#: tiles next to tree patches) passes 18.6 -> 11.4, patches 44.6 -> 44.8, success same.
 TIE_BATCH_RATIO: float | None = 0.7
 
 #: vstar: a spare window's box within this many view pixels of the window's border
@@ -719,7 +721,11 @@ class _SearchRun:
         heatmap), 4.68 -> 4.19 (fallible); patches 4.86 -> 5.00, 17.0 -> 17.5,
         7.3 -> 7.8; success unchanged. Windows from the root as well: passes no lower on
         the reference (2.76), patches 5.9 (above 5.5), fallible success 94.6 -> 86.5 %
-        (more native views, more of its false boxes).
+        (more native views, more of its false boxes). Off by default
+        (``SearchConfig.peek_windows``): on real photos (real_photos.py --n 16, Haar
+        faces) they cost one face of 16 (31 -> 25 %) to a false box on clutter seen
+        at native detail, and +11 % patches, for -8 % passes: a weak map's bright
+        places are exactly the target-like clutter a fallible detector fires on.
         """
         scale = min(frame.scale_x, frame.scale_y)
         rows, cols = heatmap.shape
