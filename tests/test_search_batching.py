@@ -10,6 +10,7 @@ from PIL import Image
 from search_fakes import ORACLE_THRESHOLDS, VirtualPyramid
 
 from seal_agent.imaging.geometry import Box, ViewTransform
+from seal_agent.search import engine as engine_module
 from seal_agent.search.config import SearchConfig
 from seal_agent.search.engine import VStarSearch
 from seal_agent.search.frontier import BestFirstFrontier, Node
@@ -143,3 +144,72 @@ def test_near_tied_tiles_and_tree_patches_share_a_pass() -> None:
     assert [n.kind for n in frontier.pop_batch(8, only, 0.7)] == ["split", "tile"]
     # Without a tie ratio, tiles still batch among themselves only.
     assert [n.priority for n in frontier.pop_batch(8, only)] == [0.05]
+
+
+@dataclass
+class ClutterModel:
+    """Every coarse view holds a sub-threshold candidate at its centre (clutter), which
+    no native view confirms: every closer look fails. The map peaks at the centre."""
+
+    pyramid: VirtualPyramid
+    input_size: int = 512
+    thresholds: ModelThresholds = ORACLE_THRESHOLDS
+    calls: list[int] = field(default_factory=list)
+
+    def predict(
+        self, views: Sequence[Image.Image], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        patches = self.pyramid.viewed[-len(views) :]
+        self.calls.append(len(views))
+        out = []
+        for view, patch in zip(views, patches, strict=True):
+            frame = ViewTransform(patch, view.width, view.height)
+            heat = np.zeros((8, 8), dtype=np.float32)
+            heat[3:5, 3:5] = 1.0
+            dets = []
+            if min(frame.scale_x, frame.scale_y) < 0.9:
+                cx, cy = patch.center
+                box = Box(cx - 15, cy - 15, cx + 15, cy + 15)
+                dets.append(Detection(frame.to_view(box), 0.35))
+            out.append([PatchPrediction(tuple(dets), heat) for _ in phrases])
+        return out
+
+
+def clutter_passes(**config: object) -> list[list[str]]:
+    pyramid = VirtualPyramid(4000, 3000)
+    model = ClutterModel(pyramid)
+    cfg = SearchConfig(**{"max_calls": 80, "deadline_s": None, **config})
+    result = VStarSearch(model, cfg).search(pyramid, "star")
+    kinds = [str(s.kind) for s in result.trace]
+    passes, start = [], 0
+    for n in model.calls:
+        passes.append(kinds[start : start + n])
+        start += n
+    return passes
+
+
+def test_after_failed_closer_looks_they_share_passes_and_take_the_frontier_along() -> None:
+    passes = clutter_passes()
+    closer = [p for p in passes if {"zoom", "confirm"} & set(p)]
+    assert closer[0] == ["zoom"]  # expected to end the search: alone
+    assert any(len(p) > 1 and set(p) <= {"zoom", "confirm"} for p in closer)
+    assert any({"split", "tile"} & set(p) for p in closer)  # the frontier came along
+
+
+def test_closer_looks_go_alone_until_one_fails(monkeypatch) -> None:
+    monkeypatch.setattr(engine_module, "URGENT_TOGETHER_AFTER", 10**6)
+    monkeypatch.setattr(engine_module, "FRONTIER_ALONG_AFTER", 10**6)
+    passes = clutter_passes()
+    assert all(len(p) == 1 for p in passes if {"zoom", "confirm"} & set(p))
+    assert all(len(p) == 1 for p in clutter_passes(batch_size=1))
+
+
+def test_pop_batch_takes_every_urgent_node_together_only_when_asked() -> None:
+    frontier = BestFirstFrontier()
+    box = Box(0, 0, 10, 10)
+    frontier.push_children([Node(box, 2, 0, priority=0.9, kind="split")])
+    for _ in range(3):
+        frontier.push_urgent(Node(box, 3, 1, kind="zoom"))
+    assert len(frontier.pop_batch(8, frozenset({"tile"}), 0.7)) == 1
+    assert len(frontier.pop_batch(8, frozenset({"tile"}), 0.7, urgent_together=True)) == 2
+    assert [n.kind for n in frontier.pop_batch(8, frozenset({"tile"}), 0.7)] == ["split"]

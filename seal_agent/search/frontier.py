@@ -91,7 +91,11 @@ class Frontier:
         raise NotImplementedError
 
     def pop_batch(
-        self, limit: int, only: frozenset[str] | None = None, tie_ratio: float | None = None
+        self,
+        limit: int,
+        only: frozenset[str] | None = None,
+        tie_ratio: float | None = None,
+        urgent_together: bool = False,
     ) -> list[Node]:
         """Up to ``limit`` nodes, in visiting order (to score in one forward pass).
 
@@ -100,7 +104,8 @@ class Frontier:
         tiles and visits its tree patches one by one), or, with ``tie_ratio``, while
         the next node's priority is at least that share of the first's (a near tie:
         the order between them is a coin flip anyway), whatever the kinds of the two
-        (a tile and a tree patch that tie share a pass); urgent nodes then go alone.
+        (a tile and a tree patch that tie share a pass); urgent nodes then go alone,
+        or, with ``urgent_together``, all in one batch.
         """
         if only is None:
             batch: list[Node] = []
@@ -110,7 +115,10 @@ class Frontier:
         if not len(self):
             return []
         if self._urgent:
-            return [self._urgent.popleft()]
+            batch = [self._urgent.popleft()]
+            while urgent_together and len(batch) < limit and self._urgent:
+                batch.append(self._urgent.popleft())
+            return batch
         first = self._pop()
         batch = [first]
         floor = None
