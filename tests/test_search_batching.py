@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -213,3 +215,15 @@ def test_pop_batch_takes_every_urgent_node_together_only_when_asked() -> None:
     assert len(frontier.pop_batch(8, frozenset({"tile"}), 0.7)) == 1
     assert len(frontier.pop_batch(8, frozenset({"tile"}), 0.7, urgent_together=True)) == 2
     assert [n.kind for n in frontier.pop_batch(8, frozenset({"tile"}), 0.7)] == ["split"]
+
+
+def test_search_passes_labels_each_pass_with_its_views_kinds() -> None:
+    """The benchmark that shows where passes go (benchmarks/search_passes.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import search_passes
+
+    calls = [(1, ("star",)), (1, ("table",)), (3, ("star", "table")), (1, ("star", "table"))]
+    steps = ["root", "split", "split", "tile", "zoom"]
+    sequence = search_passes.pass_kinds(calls, steps, "star")
+    assert sequence == ["root", "context", "split+split+tile", "zoom"]
+    assert search_passes.collapse(sequence) == "root | context | splits+tile | zoom"
