@@ -72,10 +72,11 @@ class SearchConfig(BaseModel):
         ge=1,
         description=(
             "most patches scored per forward pass where a strategy batches: the "
-            "sliding-window's tiles, and vstar's native tiles and near-tied tree patches "
-            "(None: 8, for both; a telling cue's best child still goes alone; 1: strictly "
-            "one by one). For bfs/dfs/random orders it is the patches popped per pass "
-            "(None: 1); seal always 1, as the reference"
+            "sliding-window's tiles, and vstar's native tiles, near-tied patches and, "
+            "once closer looks have failed, its closer looks (None: 8, for both; a "
+            "telling cue's best child still goes alone; 1: strictly one by one). For "
+            "bfs/dfs/random orders it is the patches popped per pass (None: 1); seal "
+            "always 1, as the reference"
         ),
     )
     confirm: bool = Field(

@@ -17,7 +17,8 @@ children. The strategies differ in the frontier's order (frontier.py) and, for
   probability priority instead of the level-weighted mass sum, candidate zooms,
   heatmap-peak windows and batched native tiles chosen by how much each heatmap
   discriminates (signal.py), confident boxes confirmed at native detail before they
-  end the search, and fallback candidates superseded by closer looks;
+  end the search, fallback candidates superseded by closer looks, and forward passes
+  shared by near-tied views and, once closer looks have failed, by closer looks;
 * ``bfs``/``dfs``/``random-bfs``/``random-dfs`` visit the same tree as ``vstar`` with the
   same visit, leaf, confirmation, found and fallback rules, in an uninformed order (no
   cue, no zoom);
@@ -181,10 +182,12 @@ class VStarSearch:
     ) -> SearchResult:
         """Find ``target`` (a short noun phrase such as "red star") in ``image``.
 
-        ``context_cue(target)`` names where the target usually is ("table"); it is asked
-        only if a patch's target cue is too weak to steer by: once per target, or, for
-        ``seal`` with a callable that takes ``view=``, at every weak-cue patch, shown
-        that patch (the reference).
+        ``context_cue(target)`` names where the target usually is ("table"). ``vstar``
+        asks it once per target, before its first forward pass (``context_first``; with
+        ``context_first=False`` only once a patch's target cue is too weak to steer by);
+        ``seal`` asks it at the first weak-cue patch, or, with a callable that takes
+        ``view=``, at every weak-cue patch, shown that patch (the reference); the
+        uninformed orders never ask.
         """
         if not isinstance(target, str) or not target.strip():
             raise InvalidQuestionError(f"search target must be a non-empty phrase, got {target!r}")
@@ -278,8 +281,9 @@ class _SearchRun:
         elif self.strategy == "sliding-window":
             self.batch_size = self.tile_batch
         elif self.strategy == "vstar":
-            # vstar visits tree patches one by one (each view decides what comes next)
-            # and batches only its native tiles (see run()).
+            # vstar batches runs of native tiles, near-tied patches of any kind and,
+            # once closer looks have failed, closer looks (see run()); a patch the cue
+            # singles out still goes alone (each such view decides what comes next).
             self.batch_size = self.tile_batch
         elif cfg.batch_size is not None:
             self.batch_size = cfg.batch_size
