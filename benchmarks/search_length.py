@@ -96,6 +96,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "vstar-native-tiles": {"strategy": "vstar", "native_tiles": 9},
     "vstar-batch2": {"strategy": "vstar", "batch_size": 2},
     "vstar-batch4": {"strategy": "vstar", "batch_size": 4},
+    "vstar-lazy-context": {"strategy": "vstar", "context_first": False},
+    "vstar-peek-windows": {"strategy": "vstar", "peek_windows": True},
 }
 
 

@@ -293,8 +293,8 @@ def weak_cue_model() -> ScriptedModel:
     return ScriptedModel(answer)
 
 
-@pytest.mark.parametrize("strategy", ["vstar", "seal"])
-def test_context_cue_is_asked_once_and_only_when_needed(strategy: str) -> None:
+@pytest.mark.parametrize(("strategy", "first"), [("vstar", True), ("vstar", False), ("seal", True)])
+def test_context_cue_is_asked_once_and_only_when_needed(strategy: str, first: bool) -> None:
     asked: list[str] = []
 
     def context_cue(target: str) -> str:
@@ -302,7 +302,7 @@ def test_context_cue_is_asked_once_and_only_when_needed(strategy: str) -> None:
         return "table"
 
     model = weak_cue_model()
-    config = SearchConfig(strategy=strategy, max_calls=40)
+    config = SearchConfig(strategy=strategy, max_calls=40, context_first=first)
     result = VStarSearch(model, config).search(
         VirtualPyramid(4000, 3000), "star", context_cue=context_cue
     )
@@ -312,7 +312,12 @@ def test_context_cue_is_asked_once_and_only_when_needed(strategy: str) -> None:
     # Guided by the context: the bottom-right child goes first.
     assert result.trace[1].patch.x2 == 4000
     assert result.trace[1].patch.y2 == 3000
-    if strategy == "vstar":
+    if strategy == "vstar" and first:
+        # Asked before the first pass: the root is scored with both phrases at once,
+        # no pass or patch is spent on the context alone.
+        assert all(phrases == ("star", "table") for _, phrases in model.calls)
+        assert result.patches_scored == len(result.trace)
+    elif strategy == "vstar":
         # One extra pass for the root (the phrase was unknown when it was scored), then
         # target and context share every call.
         assert model.calls[0] == (1, ("star",))
@@ -329,12 +334,36 @@ def test_context_cue_is_asked_once_and_only_when_needed(strategy: str) -> None:
     assert result.forward_passes == len(model.calls)
 
 
-def test_strong_target_cue_never_asks_for_context() -> None:
+def test_strong_target_cue_never_asks_for_context_when_asked_lazily() -> None:
     asked: list[str] = []
-    search, pyramid, _ = oracle_search()
+    search, pyramid, _ = oracle_search(context_first=False)
     result = search.search(pyramid, "star", context_cue=lambda t: asked.append(t) or "table")
     assert result.found
     assert asked == []
+
+
+def test_a_batch_of_weak_cue_patches_pays_no_context_pass_when_asked_first() -> None:
+    """Lazily asked, each weak-cue patch of a batch scored before the phrase was known
+    pays its own context pass; asked first, none does."""
+
+    def flat(call: int, view: int, phrase: str) -> PatchPrediction:
+        heat = np.full((4, 4), 0.01, dtype=np.float32)
+        if phrase == "star" and call == 0:  # a strong root cue, four tied children
+            heat = np.zeros((8, 8), dtype=np.float32)
+            heat[3:5, 3:5] = 1.0
+        return PatchPrediction((), heat)
+
+    counts = {}
+    for first in (False, True):
+        model = ScriptedModel(flat)
+        config = SearchConfig(max_calls=8, deadline_s=None, context_first=first)
+        result = VStarSearch(model, config).search(
+            VirtualPyramid(4000, 3000), "star", context_cue=lambda t: "table"
+        )
+        counts[first] = (result.forward_passes, sum(p == ("table",) for _, p in model.calls))
+    assert counts[False][1] >= 2  # one context pass per weak-cue child of the batch
+    assert counts[True][1] == 0
+    assert counts[True][0] < counts[False][0]
 
 
 def test_missing_or_failing_context_falls_back_to_the_target_cue() -> None:

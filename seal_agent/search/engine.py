@@ -17,7 +17,8 @@ children. The strategies differ in the frontier's order (frontier.py) and, for
   probability priority instead of the level-weighted mass sum, candidate zooms,
   heatmap-peak windows and batched native tiles chosen by how much each heatmap
   discriminates (signal.py), confident boxes confirmed at native detail before they
-  end the search, and fallback candidates superseded by closer looks;
+  end the search, fallback candidates superseded by closer looks, and forward passes
+  shared by near-tied views and, once closer looks have failed, by closer looks;
 * ``bfs``/``dfs``/``random-bfs``/``random-dfs`` visit the same tree as ``vstar`` with the
   same visit, leaf, confirmation, found and fallback rules, in an uninformed order (no
   cue, no zoom);
@@ -111,8 +112,24 @@ PEAK_WINDOW_SHARE = 0.8
 #: scores strictly one by one). Where the cue is telling, the best child dominates and
 #: goes alone; where it is weak, its near-tied siblings would mostly be visited anyway.
 #: Measured on shape world (20 targets per mode): forward passes -15 % (reference),
-#: -53 % (weak heatmap), -16 % (fallible), for +13-19 % patches.
+#: -53 % (weak heatmap), -16 % (fallible), for +13-19 % patches. Native tiles and tree
+#: patches that tie share a pass too (a tile batch used to stop at a tree patch and a
+#: tree batch at a tile, alternating one pass each): measured (search_length.py --mode
+#: all --n 30, 37 targets) passes 3.16 -> 2.95 (reference), 5.03 -> 4.92 (weak
+#: heatmap), 4.68 -> 4.24 (fallible), patches 4.86 -> 4.81, 17.0 -> 16.9, 7.3 -> 7.4;
+#: on real photos (real_photos.py --n 16, Haar faces, where flat maps send vstar to
+#: tiles next to tree patches) passes 18.6 -> 11.4, patches 44.6 -> 44.8, success same.
 TIE_BATCH_RATIO: float | None = 0.7
+
+#: vstar: closer looks (candidate zooms, confirmations) that a search has seen come to
+#: nothing before its pending closer looks share one pass (1), and before they also
+#: take the frontier's next batch along (2). See run().
+URGENT_TOGETHER_AFTER = 1
+FRONTIER_ALONG_AFTER = 2
+CLOSER_LOOKS = frozenset({"zoom", "confirm"})
+#: vstar: a spare window's box within this many view pixels of the window's border
+#: (where the window does not reach the image's) may be cut by it.
+CUT_MARGIN = 2.0
 
 #: The clock budgets are measured with (a module attribute so tests can drive it).
 _clock = time.perf_counter
@@ -165,10 +182,12 @@ class VStarSearch:
     ) -> SearchResult:
         """Find ``target`` (a short noun phrase such as "red star") in ``image``.
 
-        ``context_cue(target)`` names where the target usually is ("table"); it is asked
-        only if a patch's target cue is too weak to steer by: once per target, or, for
-        ``seal`` with a callable that takes ``view=``, at every weak-cue patch, shown
-        that patch (the reference).
+        ``context_cue(target)`` names where the target usually is ("table"). ``vstar``
+        asks it once per target, before its first forward pass (``context_first``; with
+        ``context_first=False`` only once a patch's target cue is too weak to steer by);
+        ``seal`` asks it at the first weak-cue patch, or, with a callable that takes
+        ``view=``, at every weak-cue patch, shown that patch (the reference); the
+        uninformed orders never ask.
         """
         if not isinstance(target, str) or not target.strip():
             raise InvalidQuestionError(f"search target must be a non-empty phrase, got {target!r}")
@@ -262,8 +281,9 @@ class _SearchRun:
         elif self.strategy == "sliding-window":
             self.batch_size = self.tile_batch
         elif self.strategy == "vstar":
-            # vstar visits tree patches one by one (each view decides what comes next)
-            # and batches only its native tiles (see run()).
+            # vstar batches runs of native tiles, near-tied patches of any kind and,
+            # once closer looks have failed, closer looks (see run()); a patch the cue
+            # singles out still goes alone (each such view decides what comes next).
             self.batch_size = self.tile_batch
         elif cfg.batch_size is not None:
             self.batch_size = cfg.batch_size
@@ -273,6 +293,9 @@ class _SearchRun:
             frozenset({"tile"}) if self.strategy == "vstar" else None
         )
         self.tie_ratio = TIE_BATCH_RATIO if self.strategy == "vstar" else None
+        self.speculate = self.strategy == "vstar" and self.batch_size > 1
+        self.failed_looks = 0  # batches with a closer look that found nothing
+        self.ride_along = self.strategy == "vstar" and cfg.peek_windows and self.batch_size > 1
         # vstar departs from seal: near-tied tree patches and native tiles are scored in
         # batches of up to batch_size views (one forward pass each); the reference
         # scores one patch per pass.
@@ -299,13 +322,54 @@ class _SearchRun:
             )
         else:
             self.frontier.push_children([Node(full, 1, None, kind="root")])
+        if self.strategy == "vstar" and self.cfg.context_first:
+            # vstar departs from seal: the context phrase is known before the first
+            # pass, so the root and every later view score both phrases at once. Asked
+            # lazily (the reference's order), the first weak-cue patch pays a second
+            # pass for the context phrase, and a batch of weak-cue patches one pass
+            # each. Measured on shape world (search_length.py --mode all --n 30, 37
+            # targets): forward passes 3.65 -> 3.16 (reference), 6.05 -> 5.03 (weak
+            # heatmap), 5.30 -> 4.68 (fallible); patches 5.35 -> 4.86, 18.0 -> 17.0,
+            # 7.9 -> 7.3; success unchanged.
+            self._context()
         try:
             while len(self.frontier):
                 self._check_budgets()
                 limit = self.batch_size
                 if self.cfg.max_calls is not None:
                     limit = min(limit, self.cfg.max_calls - self.patches_scored)
-                hit = self._visit(self.frontier.pop_batch(limit, self.batch_kinds, self.tie_ratio))
+                # vstar departs from seal: a closer look that the search expects to end
+                # it goes alone, but once closer looks have come to nothing (a detector
+                # whose candidates and confident boxes fail at native detail), the
+                # pending ones share a pass, and after a second failure they take the
+                # frontier's next batch along (what the search would score next if they
+                # fail too; wasted patches if one succeeds). Measured (37 shape-world
+                # targets; 16 real photos, Haar faces): passes 2.95 -> 2.95 (reference),
+                # 4.92 -> 4.89 (weak heatmap), 4.24 -> 4.14 (fallible), 11.4 -> 10.1
+                # (real photos); patches 4.81 -> 4.81, 16.9 -> 17.2, 7.4 -> 7.6, 44.8 ->
+                # 46.6; success unchanged. Taking the frontier along after the first
+                # failure: real photos 9.6 passes for 47.3 patches, but weak heatmap
+                # +5 % patches for -2 % passes and fallible +11 % for -6 %.
+                failed = self.failed_looks if self.speculate else 0
+                batch = self.frontier.pop_batch(
+                    limit,
+                    self.batch_kinds,
+                    self.tie_ratio,
+                    urgent_together=failed >= URGENT_TOGETHER_AFTER,
+                )
+                closer = any(n.kind in CLOSER_LOOKS and not n.spare for n in batch)
+                if closer and failed >= FRONTIER_ALONG_AFTER and len(batch) < limit:
+                    batch += self.frontier.pop_batch(
+                        limit - len(batch), self.batch_kinds, self.tie_ratio
+                    )
+                if self.ride_along and 2 <= len(batch) < limit:
+                    # vstar departs from seal: a pass of several near-tied patches takes
+                    # spare windows on weak cues' bright places (_queue_peeks); a pass
+                    # the cue gave to one patch stays one patch.
+                    batch += self.frontier.pop_spare(limit - len(batch), self._peek_wanted)
+                hit = self._visit(batch)
+                if closer and hit is None:
+                    self.failed_looks += 1
                 if hit is not None:
                     return self._found(hit)
         except _StopSearchError as stop:
@@ -430,6 +494,8 @@ class _SearchRun:
             elif confirming is not None and confirming.instances:
                 instances = confirming.instances
             window = self._confirmation_window(best, node, scale)
+            if window is None and node.spare:
+                window = self._cut_box_window(best, node)
             if window is None:
                 hit = _Hit(best.box, best.score, index, instances)
             else:
@@ -504,6 +570,28 @@ class _SearchRun:
             return None
         return window
 
+    def _cut_box_window(self, best: _Det, node: Node) -> Box | None:
+        """A window centred on a spare window's confident box that touches the window's
+        border inside the image (it may be a cut part of something larger), else None.
+
+        vstar departs from seal: a spare window is placed on a weak map's bright cell,
+        not on a candidate, so what it cuts at its border is seen only in part; such a
+        box is confirmed whole (a window centred on it) before it ends the search.
+        """
+        if not self.confirm:
+            return None
+        patch, box = node.patch, best.box
+        margin = CUT_MARGIN * max(patch.width, patch.height) / self.input_size
+        cut = (
+            (box.x1 - patch.x1 < margin and patch.x1 > 0)
+            or (box.y1 - patch.y1 < margin and patch.y1 > 0)
+            or (patch.x2 - box.x2 < margin and patch.x2 < self.width)
+            or (patch.y2 - box.y2 < margin and patch.y2 < self.height)
+        )
+        if not cut:
+            return None
+        return zoom_window(box, self.width, self.height, self.input_size)
+
     def _image_detections(self, prediction: PatchPrediction, frame: ViewTransform) -> list[_Det]:
         """The model's boxes in original-image pixels, clipped; empty boxes dropped."""
         out: list[_Det] = []
@@ -551,6 +639,8 @@ class _SearchRun:
             and self._descend_by_signal(node, index, frame, per_phrase, heatmap, strong)
         ):
             return cue, phrase
+        if self.ride_along and not strong and node.level > 1:
+            self._queue_peeks(node, index, frame, heatmap)
         if self.is_seal or self.cfg.priority == "reference":
             # The reference: sum over the patch and its ancestors of their heatmap's
             # share in the child, weighted 1/4**level.
@@ -649,6 +739,83 @@ class _SearchRun:
                 self.zoom_windows.append(window)
                 self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom"))
         return False
+
+    def _queue_peeks(
+        self, node: Node, index: int, frame: ViewTransform, heatmap: np.ndarray
+    ) -> None:
+        """vstar: native windows on a weak cue's brightest places, to ride along in
+        forward passes that have room (run()).
+
+        vstar departs from seal: a weak cue cannot single out a child, so its near-tied
+        children share a pass (TIE_BATCH_RATIO) that usually has room left; the room is
+        filled with native-detail windows on the places the weak map finds brightest
+        (each window's cells suppressed before the next is picked). A window that shows
+        the target ends the search a level or two early; one that does not costs a
+        patch, not a pass. Only below the root: the root is the coarsest view (a small
+        target a few pixels wide), and its windows cost patches without saving passes.
+        Measured on shape world (search_length.py --mode all --n 30, 37 targets, with
+        context_first): forward passes 3.16 -> 2.76 (reference), 5.03 -> 4.54 (weak
+        heatmap), 4.68 -> 4.19 (fallible); patches 4.86 -> 5.00, 17.0 -> 17.5,
+        7.3 -> 7.8; success unchanged. Windows from the root as well: passes no lower on
+        the reference (2.76), patches 5.9 (above 5.5), fallible success 94.6 -> 86.5 %
+        (more native views, more of its false boxes). Off by default
+        (``SearchConfig.peek_windows``): on real photos (real_photos.py --n 16, Haar
+        faces) they cost one face of 16 (31 -> 25 %) to a false box on clutter seen
+        at native detail, and +11 % patches, for -8 % passes: a weak map's bright
+        places are exactly the target-like clutter a fallible detector fires on.
+        """
+        scale = min(frame.scale_x, frame.scale_y)
+        rows, cols = heatmap.shape
+        if rows * cols < 2:
+            return
+        cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
+        if cue_mass.total <= 0:
+            return
+        parent_p = node.priority if node.priority is not None else 1.0
+        cw, ch = node.patch.width / cols, node.patch.height / rows
+        left = np.asarray(heatmap, dtype=np.float64).copy()
+        peeks: list[Node] = []
+        for _ in range(self.batch_size):
+            flat = int(np.argmax(left))
+            r, c = divmod(flat, cols)
+            if not left[r, c] > 0:
+                break
+            cell = Box(
+                node.patch.x1 + c * cw,
+                node.patch.y1 + r * ch,
+                node.patch.x1 + (c + 1) * cw,
+                node.patch.y1 + (r + 1) * ch,
+            )
+            window = zoom_window(cell, self.width, self.height, self.input_size)
+            if self.input_size / max(window.width, window.height) < MIN_ZOOM_GAIN * scale:
+                break  # no sharper than the view that asked for it
+            c1 = max(0, math.floor((window.x1 - node.patch.x1) / cw))
+            c2 = min(cols, math.ceil((window.x2 - node.patch.x1) / cw))
+            r1 = max(0, math.floor((window.y1 - node.patch.y1) / ch))
+            r2 = min(rows, math.ceil((window.y2 - node.patch.y1) / ch))
+            left[r1:r2, c1:c2] = 0.0
+            left[r, c] = 0.0
+            share = cue_mass.share(window)
+            peeks.append(
+                Node(
+                    window,
+                    node.level + 1,
+                    index,
+                    priority=parent_p * share,
+                    kind="zoom",
+                    spare=True,
+                )
+            )
+        self.frontier.push_spare(peeks, keep=self.batch_size)
+
+    def _peek_wanted(self, node: Node) -> bool:
+        """A spare window is scored only if no window scored so far holds its centre."""
+        cx, cy = node.patch.center
+        centre = Box(cx, cy, cx, cy)
+        if any(w.contains(centre) for w in self.zoom_windows):
+            return False
+        self.zoom_windows.append(node.patch)
+        return True
 
     def _children(self, patch: Box) -> list[Box]:
         if not self.is_seal and self.cfg.native_tiles > 0:

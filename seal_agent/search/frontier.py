@@ -10,6 +10,7 @@ import heapq
 import itertools
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +31,8 @@ class Node:
     kind: NodeKind = "split"
     # For a "confirm" node: index of the pending candidate (engine-side) it confirms.
     confirms: int | None = None
+    # A speculative view that rides along where a pass has room (Frontier.push_spare).
+    spare: bool = False
     # Cue heatmaps of the parent and all its ancestors, for the children's priorities.
     lineage: tuple[HeatmapMass, ...] = field(default=())
 
@@ -39,9 +42,33 @@ class Frontier:
 
     def __init__(self) -> None:
         self._urgent: deque[Node] = deque()
+        self._spare: list[Node] = []
 
     def push_urgent(self, node: Node) -> None:
         self._urgent.append(node)
+
+    def push_spare(self, nodes: list[Node], keep: int) -> None:
+        """Queue nodes worth a look only where a forward pass has room to spare.
+
+        They never start a batch and never count in ``len``; the ``keep`` with the
+        highest priority are kept (newest first among equals), so the lane is bounded.
+        """
+        self._spare = sorted([*nodes, *self._spare], key=lambda n: -(n.priority or 0.0))[
+            : max(0, keep)
+        ]
+
+    def pop_spare(self, limit: int, wanted: Callable[[Node], bool]) -> list[Node]:
+        """Up to ``limit`` spare nodes, best first, that ``wanted`` still accepts (the
+        others are dropped: a spare node is a guess, stale once its place was seen)."""
+        taken: list[Node] = []
+        kept: list[Node] = []
+        for node in self._spare:
+            if len(taken) < limit and wanted(node):
+                taken.append(node)
+            elif len(taken) >= limit:
+                kept.append(node)
+        self._spare = kept
+        return taken
 
     def push_children(self, children: list[Node]) -> None:
         raise NotImplementedError
@@ -64,7 +91,11 @@ class Frontier:
         raise NotImplementedError
 
     def pop_batch(
-        self, limit: int, only: frozenset[str] | None = None, tie_ratio: float | None = None
+        self,
+        limit: int,
+        only: frozenset[str] | None = None,
+        tie_ratio: float | None = None,
+        urgent_together: bool = False,
     ) -> list[Node]:
         """Up to ``limit`` nodes, in visiting order (to score in one forward pass).
 
@@ -72,7 +103,9 @@ class Frontier:
         next ones in order are of those kinds (a best-first search batches its native
         tiles and visits its tree patches one by one), or, with ``tie_ratio``, while
         the next node's priority is at least that share of the first's (a near tie:
-        the order between them is a coin flip anyway); urgent nodes then go alone.
+        the order between them is a coin flip anyway), whatever the kinds of the two
+        (a tile and a tree patch that tie share a pass); urgent nodes then go alone,
+        or, with ``urgent_together``, all in one batch.
         """
         if only is None:
             batch: list[Node] = []
@@ -82,19 +115,21 @@ class Frontier:
         if not len(self):
             return []
         if self._urgent:
-            return [self._urgent.popleft()]
+            batch = [self._urgent.popleft()]
+            while urgent_together and len(batch) < limit and self._urgent:
+                batch.append(self._urgent.popleft())
+            return batch
         first = self._pop()
         batch = [first]
-        if first.kind in only:
-            while len(batch) < limit and self._size() and self._peek().kind in only:
-                batch.append(self._pop())
-        elif tie_ratio is not None and first.priority is not None and first.priority > 0:
+        floor = None
+        if tie_ratio is not None and first.priority is not None and first.priority > 0:
             floor = tie_ratio * first.priority
-            while len(batch) < limit and self._size():
-                nxt = self._peek()
-                if nxt.kind in only or nxt.priority is None or nxt.priority < floor:
-                    break
-                batch.append(self._pop())
+        while len(batch) < limit and self._size():
+            nxt = self._peek()
+            tied = floor is not None and nxt.priority is not None and nxt.priority >= floor
+            if not (tied or (first.kind in only and nxt.kind in only)):
+                break
+            batch.append(self._pop())
         return batch
 
 
