@@ -12,6 +12,9 @@ behaviour is today's code with these switched off:
   telling peak;
 * ``SearchConfig.batch_size=1``: vstar scores one patch per forward pass (0.1.0), instead
   of batching native tiles and near-tied patches;
+* ``SearchConfig.context_first=False``: the context cue is asked only when a patch's
+  target cue is first too weak (0.1.0), and that patch pays a context-only pass, instead
+  of scoring both phrases from the root on;
 * ``SealConfig.cue_source="question"``: one contextual-cue question per target (0.1.0),
   instead of cues listed with the targets;
 * ``view_cache_bytes=0`` and no VQA vision-feature cache: every view and every image is
@@ -41,6 +44,7 @@ RELEASE_SEARCH_FIELDS: dict[str, Any] = {
     "confirm": False,
     "signal_descent": False,
     "batch_size": 1,
+    "context_first": False,
 }
 #: The release shared nothing between searches or questions.
 RELEASE_VIEW_CACHE_BYTES = 0
