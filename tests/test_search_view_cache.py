@@ -204,7 +204,10 @@ def test_searches_of_several_targets_through_an_early_fusion_model_equal_uncache
     cached = [VStarSearch(cache).search(pyramid, t, context_cue=lambda _: "table") for t in targets]
     for a, b in zip(uncached, cached, strict=True):
         _same(a, b)
-    assert len(model.calls) < sum(r.forward_passes for r in uncached)  # the root is shared
+    # Each search scores its own target beside the context from the root on
+    # (context_first), so an early-fusion model has no phrase list in common between the
+    # two searches: nothing may be shared, and nothing is scored more than uncached.
+    assert len(model.calls) <= sum(r.forward_passes for r in uncached)
 
 
 def test_concurrent_requests_for_a_view_encode_it_once(scene):
