@@ -447,6 +447,20 @@ class ReplaySearchModel:
     def thresholds(self) -> ModelThresholds:
         return self.decider.thresholds  # type: ignore[no-any-return]
 
+    # The decider's optional protocol declarations decide the search path, so they show
+    # through (the cost network only pays).
+    @property
+    def max_upsample(self) -> Any:
+        return getattr(self.decider, "max_upsample", 1.0)
+
+    @property
+    def score_range(self) -> Any:
+        return getattr(self.decider, "score_range", (0.0, 1.0))
+
+    @property
+    def framing_invariant(self) -> Any:
+        return getattr(self.decider, "framing_invariant", False)
+
     def _cost_views(self, views: Sequence[Image.Image]) -> list[Image.Image]:
         """The views at the cost network's own input size (what it would be shown)."""
         side = int(self.cost.input_size)

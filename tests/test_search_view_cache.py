@@ -14,7 +14,12 @@ from PIL import Image
 
 from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search import PatchPrediction, SearchConfig, VStarSearch
-from seal_agent.search.protocol import Detection
+from seal_agent.search.protocol import (
+    Detection,
+    accepts_scales,
+    declared_max_upsample,
+    declared_score_range,
+)
 from seal_agent.search.view_cache import (
     EncodingSearchModel,
     ViewCachingSearchModel,
@@ -346,3 +351,43 @@ def test_a_graph_shares_views_across_targets_and_follow_up_questions(scene, tmp_
     assert patches >= 1
     assert passes[0] >= 1
     assert passes[1] <= 0.3 * passes[0]
+
+
+class Declaring(CountingReference):
+    """A model with the optional protocol parts: scales, upsampling, score range."""
+
+    max_upsample = 1.5
+    score_range = (-10.0, 10.0)
+    framing_invariant = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scales: list[list[float]] = []
+
+    def predict(self, views, phrases, *, scales=None):  # type: ignore[override]
+        self.scales.append(list(scales) if scales is not None else [])
+        return super().predict(views, phrases)
+
+
+def test_the_wrapped_models_declarations_show_through_the_cache():
+    cache = ViewCachingSearchModel(Declaring())
+    assert declared_max_upsample(cache) == 1.5
+    assert declared_score_range(cache) == (-10.0, 10.0)
+    assert cache.framing_invariant is True
+    assert accepts_scales(cache)
+    plain = ViewCachingSearchModel(CountingReference())
+    assert declared_max_upsample(plain) == 1.0
+    assert plain.framing_invariant is False
+
+
+def test_scales_reach_a_model_that_takes_them_and_key_its_entries(scene):
+    model = Declaring()
+    cache = ViewCachingSearchModel(model)
+    views = _views(scene.image, 1)
+    cache.predict(views, ["red star"], scales=[4.0])
+    cache.predict(views, ["red star"], scales=[4.0])  # same view, same scale: cached
+    cache.predict(views, ["red star"], scales=[2.0])  # same pixels, other scale: scored
+    assert model.scales == [[4.0], [2.0]]
+    plain = CountingReference()
+    ViewCachingSearchModel(plain).predict(views, ["red star"], scales=[4.0])  # ignored
+    assert sum(plain.encoded.values()) == 1

@@ -44,6 +44,7 @@ from seal_agent.search.protocol import (
     ModelThresholds,
     PatchPrediction,
     SearchModel,
+    accepts_scales,
     validate_predictions,
 )
 
@@ -149,7 +150,10 @@ class ViewCachingSearchModel:
         self.model = model
         self.max_bytes = max_bytes
         self.max_entries = max_entries
-        self.split = isinstance(model, EncodingSearchModel)
+        #: A model that takes each view's scale is cached per (view, scale) and always
+        #: through ``predict`` (the split API has no scales).
+        self.takes_scales = accepts_scales(model)
+        self.split = isinstance(model, EncodingSearchModel) and not self.takes_scales
         #: Whether a phrase's prediction may be reused whatever it was asked with (the
         #: split API promises it; other models must declare it).
         self.independent = self.split or getattr(model, "independent_phrases", False) is True
@@ -166,6 +170,24 @@ class ViewCachingSearchModel:
     @property
     def thresholds(self) -> ModelThresholds:
         return self.model.thresholds
+
+    # The optional protocol declarations show through (protocol.SearchModel): the engine
+    # reads them from the model it is given, which behind a graph is this wrapper.
+    @property
+    def max_upsample(self) -> Any:
+        return getattr(self.model, "max_upsample", 1.0)
+
+    @property
+    def score_range(self) -> Any:
+        return getattr(self.model, "score_range", (0.0, 1.0))
+
+    @property
+    def framing_invariant(self) -> Any:
+        return getattr(self.model, "framing_invariant", False)
+
+    @property
+    def independent_phrases(self) -> bool:
+        return self.independent
 
     @property
     def cached_bytes(self) -> int:
@@ -188,14 +210,27 @@ class ViewCachingSearchModel:
                 self._bytes -= self._entries.pop(key).nbytes
 
     def predict(
-        self, views: Sequence[Image.Image], phrases: Sequence[str]
+        self,
+        views: Sequence[Image.Image],
+        phrases: Sequence[str],
+        *,
+        scales: Sequence[float] | None = None,
     ) -> list[list[PatchPrediction]]:
+        """The wrapped model's predictions; ``scales`` reach a model that takes them (and
+        key its entries), and are ignored for one that does not."""
+        scales = list(scales) if scales is not None and self.takes_scales else None
         if isinstance(phrases, str) or not all(isinstance(p, str) for p in phrases):
-            return self.model.predict(views, phrases)  # let the model name the fault
+            return self._uncached(views, phrases, scales)  # let the model name the fault
         views, phrases = list(views), list(phrases)
         if not views or not phrases:
-            return self.model.predict(views, phrases)
+            return self._uncached(views, phrases, scales)
+        if scales is not None and len(scales) != len(views):
+            return self._uncached(views, phrases, scales)
         keys = [view_digest(v) for v in views]
+        key_scale: dict[str, float] | None = None
+        if scales is not None:
+            keys = [f"{k}@{float(s)!r}" for k, s in zip(keys, scales, strict=True)]
+            key_scale = {k: float(s) for k, s in zip(keys, scales, strict=True)}
         unique = list(dict.fromkeys(keys))
         first = {k: views[keys.index(k)] for k in unique}
         with self._lock:
@@ -208,10 +243,19 @@ class ViewCachingSearchModel:
         else:
             group = tuple(phrases)
             slots = [(group, j) for j in range(len(group))]
-        per_key = self._ensure_predictions(unique, first, list(dict.fromkeys(slots)), encodings)
+        per_key = self._ensure_predictions(
+            unique, first, list(dict.fromkeys(slots)), encodings, key_scale
+        )
         out = [[per_key[k][slot] for slot in slots] for k in keys]
         self._trim()
         return validate_predictions(out, views, phrases)
+
+    def _uncached(
+        self, views: Any, phrases: Any, scales: list[float] | None
+    ) -> list[list[PatchPrediction]]:
+        if scales is None:
+            return self.model.predict(views, phrases)
+        return self.model.predict(views, phrases, scales=scales)  # type: ignore[call-arg]
 
     # -- encodings (split models) ----------------------------------------------------------
     def _ensure_encodings(self, keys: list[str], views: dict[str, Image.Image]) -> dict[str, Any]:
@@ -270,6 +314,7 @@ class ViewCachingSearchModel:
         views: dict[str, Image.Image],
         slots: list[_Slot],
         encodings: dict[str, Any],
+        key_scale: dict[str, float] | None = None,
     ) -> dict[str, dict[_Slot, PatchPrediction]]:
         claimed: dict[str, dict[_Slot, Future[PatchPrediction]]] = {}
         futures: dict[str, dict[_Slot, Future[PatchPrediction]]] = {}
@@ -292,7 +337,7 @@ class ViewCachingSearchModel:
                     self.stats.view_hits += 1
                     self.stats.coalesced += int(waited)
         if claimed:
-            self._compute(claimed, views, encodings)
+            self._compute(claimed, views, encodings, key_scale)
         return {k: {p: f.result() for p, f in per.items()} for k, per in futures.items()}
 
     def _compute(
@@ -300,6 +345,7 @@ class ViewCachingSearchModel:
         claimed: dict[str, dict[_Slot, Future[PatchPrediction]]],
         views: dict[str, Image.Image],
         encodings: dict[str, Any],
+        key_scale: dict[str, float] | None = None,
     ) -> None:
         """One pass for every claimed (view, slot): the union of the claimed phrases, or,
         for phrases read together, the one phrase list they were asked as."""
@@ -318,7 +364,11 @@ class ViewCachingSearchModel:
                     [encodings[k] for k in keys], union
                 )
             else:
-                output = self.model.predict([views[k] for k in keys], union)
+                output = self._uncached(
+                    [views[k] for k in keys],
+                    union,
+                    [key_scale[k] for k in keys] if key_scale is not None else None,
+                )
             output = validate_predictions(output, [views[k] for k in keys], union)
         except BaseException as exc:
             with self._lock:
