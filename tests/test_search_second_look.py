@@ -234,3 +234,47 @@ def test_a_flat_noisy_map_queues_native_tiles_in_raster_order() -> None:
     result = VStarSearch(model, config).search(VirtualPyramid(4000, 3000), "star")
     tiles = native_tiles(Box.full(4000, 3000), 512, 64)
     assert [s.patch for s in result.trace[1:]] == tiles[:16]
+
+
+@dataclass
+class EdgeShy:
+    """Scores ``target`` 0.95 in a native view unless it lies within 60 px of the view's
+    border (0.4 there: cut context, as real detectors score edge objects); blind at
+    coarse views; flat heatmaps."""
+
+    pyramid: VirtualPyramid
+    target: Box
+    input_size: int = 512
+    thresholds: ModelThresholds = ORACLE_THRESHOLDS
+
+    def predict(
+        self, views: Sequence[Image.Image], phrases: Sequence[str]
+    ) -> list[list[PatchPrediction]]:
+        out = []
+        for view, patch in zip(views, self.pyramid.viewed[-len(views) :], strict=True):
+            frame = ViewTransform(patch, view.width, view.height)
+            dets: tuple[Detection, ...] = ()
+            if frame.scale_x >= 0.9 and patch.contains(self.target):
+                t, p = self.target, patch
+                edge = min(t.x1 - p.x1, t.y1 - p.y1, p.x2 - t.x2, p.y2 - t.y2)
+                dets = (Detection(frame.to_view(t), 0.95 if edge > 60 else 0.4),)
+            out.append([PatchPrediction(dets, np.zeros((8, 8))) for _ in phrases])
+        return out
+
+
+def test_a_native_candidate_is_looked_at_again_framed_differently() -> None:
+    """Every native tile holding the star has it near its edge: only a differently framed
+    look shows it confidently (then a second look confirms it)."""
+    target = Box(470, 200, 500, 230)  # 12 px from tile 0's right edge, 34 from tile 1's left
+    results = {}
+    for relook in (True, False):
+        pyramid = VirtualPyramid(4000, 3000)
+        config = SearchConfig(strategy="vstar", candidate_zoom=relook, **UNLIMITED)
+        results[relook] = VStarSearch(EdgeShy(pyramid, target), config).search(pyramid, "star")
+    looked = results[True]
+    assert looked.stop_reason == "found"
+    assert looked.box == target
+    assert "zoom" in [s.kind for s in looked.trace]
+    blind = results[False]
+    assert blind.fallback  # only ever 0.4: a fallback after every tile
+    assert looked.patches_scored < blind.patches_scored / 3

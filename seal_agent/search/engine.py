@@ -478,8 +478,8 @@ class _SearchRun:
                 self.candidates.append(_Candidate(best.box, best.score, index, detail))
             if not self._is_leaf(node):
                 cue, cue_phrase = self._expand(node, index, view, frame, per_phrase)
-            if best is not None and self._wants_zoom(best, detail):
-                self._push_zoom(best, node, index)
+            if best is not None and (zoom := self._zoom_window(best, node, detail)) is not None:
+                self._push_zoom(zoom, node, index)
         step = TraceStep(
             index=index,
             parent=node.parent,
@@ -764,23 +764,44 @@ class _SearchRun:
         return mix_distributions([target, context], [0.5, 0.5]), "context", phrase, False
 
     # -- candidate zoom ----------------------------------------------------------------
-    def _wants_zoom(self, best: _Det, detail: float) -> bool:
+    def _zoom_window(self, best: _Det, node: Node, detail: float) -> Box | None:
+        """The window to look at a sub-threshold candidate through next, or None."""
         # vstar departs from seal: a sub-threshold candidate seen at low resolution is
         # looked at next through a native-resolution window centred on it, confirming
         # or rejecting it in one step; the reference only keeps it as a fallback and
         # may reach it again only by descending the tree level by level.
         if self.strategy != "vstar" or not self.cfg.candidate_zoom:
-            return False
+            return None
         if not self.zoom_floor <= best.score <= self.th.confidence_high:
-            return False
+            return None
         window = zoom_window(best.box, self.width, self.height, self.input_size)
         window_detail = min(1.0, self.input_size / max(window.width, window.height))
         if window_detail < MIN_ZOOM_GAIN * detail:
-            return False
-        return not any(w.contains(best.box) for w in self.zoom_windows)
+            # vstar departs from seal: a candidate at or above confidence_low seen at
+            # native detail, by a model that is not framing_invariant, is looked at
+            # again through a window framed differently (centred on it, or slid away):
+            # real detectors score an object by how the view frames it, and a face cut
+            # near a tile's edge at 0.56 may clear the bar centred. The look's verdict
+            # supersedes the first. Measured on benchmarks/real_photos.py (n 16): vstar
+            # 64.4 -> 47.5 patches, 11.4 -> 10.9 forward passes, success unchanged
+            # (56 %; the two runs miss different scenes).
+            if not (
+                self.second_look
+                and best.score >= self.th.confidence_low
+                and node.kind in ("root", "split", "tile")
+            ):
+                return None
+            reframed = reframed_window(
+                best.box, node.patch, self.width, self.height, self.input_size
+            )
+            if reframed is None:
+                return None
+            window = reframed
+        if any(w.contains(best.box) for w in self.zoom_windows):
+            return None
+        return window
 
-    def _push_zoom(self, best: _Det, node: Node, index: int) -> None:
-        window = zoom_window(best.box, self.width, self.height, self.input_size)
+    def _push_zoom(self, window: Box, node: Node, index: int) -> None:
         self.zoom_windows.append(window)
         self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom"))
 
