@@ -138,7 +138,8 @@ def test_framing_invariant_must_be_a_bool() -> None:
 
 def test_a_confirmation_is_about_the_pending_box_only() -> None:
     """A coarse confident box A whose confirmation window shows a confident box B
-    elsewhere instead: A is dismissed and B gets a look of its own."""
+    elsewhere instead: A is dismissed, B neither ends the search nor spawns a
+    confirmation of its own (a model firing everywhere cannot chain them)."""
     a = Box(1000, 1000, 1100, 1100)
     b_offset = (300.0, 300.0)  # B sits at this offset in any confirmation window of A
 
@@ -157,10 +158,25 @@ def test_a_confirmation_is_about_the_pending_box_only() -> None:
         VirtualPyramid(4000, 3000), "star"
     )
     assert result.trace[1].kind == "confirm"
-    assert result.trace[2].kind == "confirm"  # B's own second look, not an acceptance
-    assert result.trace[2].parent == 1
-    assert result.dismissed >= 2  # A at its confirmation, B at its second look
+    assert result.dismissed == 1
+    assert result.confirmations == 1
+    assert all(s.kind != "confirm" for s in result.trace[2:])
     assert not result.found
+
+
+def test_a_detector_firing_in_every_view_cannot_chain_confirmations() -> None:
+    """A confident box at the same view position in every view maps to a new place in
+    the image each time: the search still ends, having scored each view once."""
+
+    def everywhere(call: int, view: int, phrase: str) -> PatchPrediction:
+        return PatchPrediction((Detection(Box(300, 300, 340, 340), 0.9),), np.zeros((8, 8)))
+
+    config = SearchConfig(strategy="vstar", max_calls=None, deadline_s=None)
+    result = VStarSearch(ScriptedModel(everywhere), config).search(
+        VirtualPyramid(4000, 3000), "star"
+    )
+    assert result.stop_reason in ("exhausted", "fallback")
+    assert result.patches_scored < 300
 
 
 # -- reframing -------------------------------------------------------------------------------

@@ -429,11 +429,11 @@ class _SearchRun:
         if confirming is not None:
             self.confirmations += 1
             # A confirmation is about the pending box: its verdict is the best detection
-            # overlapping it; another confident box in the window needs its own look.
+            # overlapping it. Other boxes in the window are not pursued from here (the
+            # search reaches them through its own views): a confirmation that spawned
+            # confirmations could chain without end on a model that fires everywhere.
             again = [d for d in detections if d.box.iou(confirming.box) >= CONFIRM_IOU]
-            again_best = max(again, key=lambda d: d.score, default=None)
-            if again_best is not None and again_best.score > self.th.confidence_high:
-                best = again_best
+            best = max(again, key=lambda d: d.score, default=None)
         if best is not None and best.score > self.th.confidence_high:
             instances: list[ScoredBox] = []
             if node.kind == "root":  # the reference returns every instance at the root only
@@ -444,10 +444,7 @@ class _SearchRun:
                 ]
             elif confirming is not None and confirming.instances:
                 instances = confirming.instances
-            window = self._confirmation_window(best, node, scale, confirming)
-            if confirming is not None and window is not None:
-                confirming.superseded = confirming.dismissed = True
-                self.dismissed += 1
+            window = self._confirmation_window(best, node, scale)
             if window is None:
                 hit = _Hit(best.box, best.score, index, instances)
             else:
@@ -501,9 +498,7 @@ class _SearchRun:
             self.on_step(step)
         return hit
 
-    def _confirmation_window(
-        self, best: _Det, node: Node, scale: float, confirming: _Candidate | None = None
-    ) -> Box | None:
+    def _confirmation_window(self, best: _Det, node: Node, scale: float) -> Box | None:
         """The native-detail window that must confirm ``best`` first, or None to accept it.
 
         A box needs confirming when its view was coarser than the image or upsampled
@@ -513,9 +508,7 @@ class _SearchRun:
         detail but only once (a second look, framed differently). A confirmation view
         that sees the pending box again confidently accepts it.
         """
-        if not self.confirm:
-            return None
-        if confirming is not None and best.box.iou(confirming.box) >= CONFIRM_IOU:
+        if not self.confirm or node.kind == "confirm":
             return None
         coarse = scale * NATIVE_TOLERANCE < 1.0
         enlarged = scale > self.max_upsample * NATIVE_TOLERANCE
