@@ -116,10 +116,10 @@ PEAK_WINDOW_SHARE = 0.8
 #: -53 % (weak heatmap), -16 % (fallible), for +13-19 % patches.
 TIE_BATCH_RATIO: float | None = 0.7
 
-#: A detection in a confirmation view is the pending box seen again when their boxes
-#: overlap at least this much (IoU); a confident box elsewhere in the window is a new
-#: box, not a confirmation.
-CONFIRM_IOU = 0.3
+#: A detection in a confirmation view is the pending box seen again when their overlap
+#: covers at least this share of the smaller box (a coarse view's box of a small object
+#: is loose, so IoU would be too strict); a box elsewhere in the window is another box.
+SAME_OBJECT_OVERLAP = 0.3
 
 #: The clock budgets are measured with (a module attribute so tests can drive it).
 _clock = time.perf_counter
@@ -432,7 +432,7 @@ class _SearchRun:
             # overlapping it. Other boxes in the window are not pursued from here (the
             # search reaches them through its own views): a confirmation that spawned
             # confirmations could chain without end on a model that fires everywhere.
-            again = [d for d in detections if d.box.iou(confirming.box) >= CONFIRM_IOU]
+            again = [d for d in detections if _same_object(d.box, confirming.box)]
             best = max(again, key=lambda d: d.score, default=None)
         if best is not None and best.score > self.th.confidence_high:
             instances: list[ScoredBox] = []
@@ -924,6 +924,12 @@ class _SearchRun:
             box=best.box if best is not None else None,
             confidence=best.score if best is not None else None,
         )
+
+
+def _same_object(a: Box, b: Box) -> bool:
+    """Whether two boxes show one object (overlap over the smaller box's area)."""
+    smaller = min(a.area, b.area)
+    return smaller > 0 and a.intersection(b).area >= SAME_OBJECT_OVERLAP * smaller
 
 
 def _takes_view(cue: ContextCue | None) -> bool:
