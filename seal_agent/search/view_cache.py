@@ -40,6 +40,7 @@ from seal_agent.search.protocol import (
     ModelThresholds,
     PatchPrediction,
     SearchModel,
+    declared_framing_invariant,
     validate_predictions,
 )
 
@@ -154,6 +155,11 @@ class ViewCachingSearchModel:
     @property
     def thresholds(self) -> ModelThresholds:
         return self.model.thresholds
+
+    @property
+    def framing_invariant(self) -> bool:
+        """The wrapped model's declaration: caching views changes no box."""
+        return declared_framing_invariant(self.model)
 
     @property
     def cached_bytes(self) -> int:
