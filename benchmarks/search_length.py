@@ -178,7 +178,7 @@ class CachedModel:
         self.input_size = model.input_size
         self.thresholds = model.thresholds
         # Optional protocol parts (issue 7): passed through only where the model has them.
-        for name in ("max_upsample", "score_range"):
+        for name in ("max_upsample", "score_range", "framing_invariant"):
             if hasattr(model, name):
                 setattr(self, name, getattr(model, name))
         self._scales = _accepts_scales(model)

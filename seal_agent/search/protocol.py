@@ -102,6 +102,12 @@ class SearchModel(Protocol):
       coarser than the image) is confirmed at native detail before the search stops.
     * ``score_range`` ((low, high), default (0.0, 1.0)): the range of detection scores;
       a score outside it is a model fault.
+    * ``framing_invariant`` (bool, default False): True declares that the model's
+      confident boxes do not depend on how a view frames the object (a deterministic
+      detector that is never confidently wrong), so a second, differently framed
+      native look at a confident native box would only repeat it and is skipped.
+      Real detectors' boxes come and go with the framing (issue 7), so the default
+      asks for the second look.
 
     Thread-safety: one model instance serves every concurrent graph branch, so
     ``predict`` may be called from several threads at once and must not keep per-call
@@ -157,6 +163,17 @@ def declared_max_upsample(model: object) -> float:
     value = _declared_float(model, "max_upsample", 1.0)
     if value < 1.0:
         raise SearchModelError(f"search model max_upsample must be >= 1, got {value!r}")
+    return value
+
+
+def declared_framing_invariant(model: object) -> bool:
+    """The model's ``framing_invariant`` (default False: confident boxes get a second look)."""
+    try:
+        value = getattr(model, "framing_invariant", False)
+    except Exception as exc:  # a property that raises
+        raise SearchModelError(f"search model attribute framing_invariant raised {exc!r}") from exc
+    if not isinstance(value, bool):
+        raise SearchModelError(f"search model framing_invariant must be a bool, got {value!r}")
     return value
 
 

@@ -99,10 +99,49 @@ def zoom_window(candidate: Box, width: int, height: int, input_size: int) -> Box
     )
 
 
+#: A second look is framed differently from the first when their windows overlap less
+#: than this (IoU); otherwise the centred window is shifted by a quarter of its side.
+SAME_FRAMING_IOU = 0.5
+
+
+def reframed_window(
+    candidate: Box, seen_in: Box, width: int, height: int, input_size: int
+) -> Box | None:
+    """A native window holding ``candidate`` whole, framed differently from ``seen_in``.
+
+    The window centred on the candidate (``zoom_window``) if it differs enough from the
+    view; else that window slid as far from the view as it can go (on each axis, to the
+    end of the range where it stays in the image and holds the candidate an eighth of
+    its side from its edges). None
+    when no such window differs enough (the image is about one window large).
+    """
+    centred = zoom_window(candidate, width, height, input_size)
+    if centred.iou(seen_in) < SAME_FRAMING_IOU:
+        return centred
+    w, h = centred.width, centred.height
+
+    def slide(lo: float, hi: float, seen: float) -> int:
+        lo, hi = math.ceil(lo), math.floor(hi)
+        if hi < lo:  # cannot move on this axis
+            return math.floor(seen)
+        return lo if abs(lo - seen) >= abs(hi - seen) else hi
+
+    for margin in (8, 0):  # the candidate an eighth of the window from its edges, or less
+        mx, my = (w / margin, h / margin) if margin else (0.0, 0.0)
+        x1 = slide(max(0.0, candidate.x2 + mx - w), min(width - w, candidate.x1 - mx), seen_in.x1)
+        y1 = slide(max(0.0, candidate.y2 + my - h), min(height - h, candidate.y1 - my), seen_in.y1)
+        moved = Box(x1, y1, x1 + w, y1 + h)
+        inside = moved.x1 >= 0 and moved.y1 >= 0 and moved.x2 <= width and moved.y2 <= height
+        if inside and moved.contains(candidate) and moved.iou(seen_in) < SAME_FRAMING_IOU:
+            return moved
+    return None
+
+
 __all__ = [
     "is_native_leaf",
     "is_seal_leaf",
     "native_tiles",
+    "reframed_window",
     "seal_smallest_size",
     "sliding_windows",
     "zoom_window",

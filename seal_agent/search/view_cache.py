@@ -45,6 +45,7 @@ from seal_agent.search.protocol import (
     PatchPrediction,
     SearchModel,
     accepts_scales,
+    declared_framing_invariant,
     validate_predictions,
 )
 
@@ -182,12 +183,13 @@ class ViewCachingSearchModel:
         return getattr(self.model, "score_range", (0.0, 1.0))
 
     @property
-    def framing_invariant(self) -> Any:
-        return getattr(self.model, "framing_invariant", False)
-
-    @property
     def independent_phrases(self) -> bool:
         return self.independent
+
+    @property
+    def framing_invariant(self) -> bool:
+        """The wrapped model's declaration: caching views changes no box."""
+        return declared_framing_invariant(self.model)
 
     @property
     def cached_bytes(self) -> int:

@@ -114,6 +114,13 @@ class ReferenceSearchModel:
     def fallible(self) -> Fallibility | None:
         return self._fallible
 
+    @property
+    def framing_invariant(self) -> bool:
+        """The reference's boxes depend on the object's pixels only, never on the view's
+        framing, and are never confidently wrong; the fallible mode's draws change with
+        every view, so its confident boxes get a second look (protocol.SearchModel)."""
+        return self._fallible is None
+
     def __repr__(self) -> str:
         extras = "".join(
             f", {name}={value!r}"
