@@ -14,6 +14,7 @@ from search_fakes import ORACLE_THRESHOLDS, GeometricOracle, ScriptedModel, Virt
 
 from seal_agent.errors import SearchModelError
 from seal_agent.imaging.geometry import Box, ViewTransform
+from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.search.config import SearchConfig
 from seal_agent.search.engine import VStarSearch
 from seal_agent.search.protocol import (
@@ -23,6 +24,8 @@ from seal_agent.search.protocol import (
     declared_framing_invariant,
 )
 from seal_agent.search.tiling import SAME_FRAMING_IOU, native_tiles, reframed_window
+from seal_agent.shapeworld.scene import generate_scene
+from seal_agent.shapeworld.search_model import ReferenceSearchModel
 
 UNLIMITED = {"max_calls": None, "deadline_s": None}
 
@@ -296,3 +299,26 @@ def test_a_native_candidate_is_looked_at_again_framed_differently() -> None:
     blind = results[False]
     assert blind.fallback  # only ever 0.4: a fallback after every tile
     assert looked.patches_scored < blind.patches_scored / 3
+
+
+class _Fallible(ReferenceSearchModel):
+    """Shape world's reference model declaring itself fallible (not framing_invariant)."""
+
+    @property
+    def framing_invariant(self) -> bool:
+        return False
+
+
+def test_a_framing_invariant_model_steers_by_its_weak_map_without_a_context_cue():
+    """No context cue and a target cue below its threshold: a trusted model's weak map
+    still steers the descent; a fallible model's is not followed (raster tiles)."""
+    scene = generate_scene(4, width=7680, height=4320, kind="direct_attributes")
+    pyramid = ImagePyramid(scene.image)
+    target = scene.targets[0].shape
+    trusted = VStarSearch(ReferenceSearchModel()).search(pyramid, target)
+    fallible = VStarSearch(_Fallible()).search(pyramid, target)
+    assert trusted.found
+    assert fallible.found
+    assert "split" in {s.kind for s in trusted.trace}
+    assert {s.kind for s in fallible.trace} <= {"root", "tile", "confirm", "zoom"}
+    assert trusted.patches_scored < fallible.patches_scored / 2

@@ -105,7 +105,9 @@ class SearchModel(Protocol):
     * ``framing_invariant`` (bool, default False): True declares that the model's
       confident boxes do not depend on how a view frames the object (a deterministic
       detector that is never confidently wrong), so a second, differently framed
-      native look at a confident native box would only repeat it and is skipped.
+      native look at a confident native box would only repeat it and is skipped; such
+      a model is also trusted to steer by a sub-threshold map when no context cue is
+      given (a fallible one's weak map leads to its false boxes: native tiles instead).
       Real detectors' boxes come and go with the framing (issue 7), so the default
       asks for the second look.
 
