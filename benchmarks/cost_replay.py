@@ -25,9 +25,9 @@ message; image tokens are exact (the real image processor's grid).
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,12 +39,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from PIL import Image
-from pydantic import ConfigDict, PrivateAttr
+from pydantic import ConfigDict
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from seal_agent.models.chat import find_language_model_path, limit_pixels
+from seal_agent.models.chat import ChatRuntime, find_language_model_path, limit_pixels
 from seal_agent.models.content import to_conversation
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS
+from seal_agent.models.option_scoring import _scores_with_cache
 from seal_agent.models.prefix_cache import (
     PrefixKVCache,
     generate_with_prefix_cache,
@@ -215,6 +216,20 @@ class VqaCost:
         self._shared = cache
         self._use_cache = use_cache
         self._lock = threading.Lock()
+        #: The model as ``TransformersChatModel`` holds it, for the library's own
+        #: likelihood scoring (``score``) and device placement.
+        self._runtime = (
+            ChatRuntime(
+                model=model,
+                processor=None,
+                device=next(model.parameters()).device,
+                dtype=next(model.parameters()).dtype,
+                lock=self._lock,
+                language_model_path=find_language_model_path(model),
+            )
+            if model is not None
+            else None
+        )
         #: Seconds by phase, summed over calls (where a question's time goes): building
         #: the inputs on the CPU (image processor), prefill (vision tower + prompt, up
         #: to the first token) and decoding the remaining tokens.
@@ -227,29 +242,23 @@ class VqaCost:
             image_token = int(self.builder.config.image_token_id)
             return self._prefix_count.reused(inputs, image_token)
 
-    def _moved(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        assert self.model is not None
-        device = next(self.model.parameters()).device
-        dtype = next(self.model.parameters()).dtype
-        return {
-            k: v.to(device, dtype) if k == "pixel_values" else v.to(device)
-            for k, v in inputs.items()
-        }
+    def _prepare(
+        self, messages: Sequence[BaseMessage]
+    ) -> tuple[dict[str, torch.Tensor], int, int, int, float]:
+        """(inputs, prompt tokens, image tokens, images, seconds building them)."""
+        started = time.perf_counter()
+        inputs, prompt_tokens, image_tokens = self.builder.build(messages)
+        images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
+        return inputs, prompt_tokens, image_tokens, images, time.perf_counter() - started
 
     def run(self, messages: Sequence[BaseMessage]) -> CallCost:
         """What a generated reply pays: inputs built, prefill (from a cached prefix
         where one matches), ``new_tokens`` decoded."""
-        import time
-
-        prep_started = time.perf_counter()
-        inputs, prompt_tokens, image_tokens = self.builder.build(messages)
-        prep = time.perf_counter() - prep_started
-        images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
-        if self.model is None:
+        inputs, prompt_tokens, image_tokens, images, prep = self._prepare(messages)
+        if self._runtime is None:
             reused = self._reused_without_network(inputs)
             return CallCost(prompt_tokens, image_tokens, images, 0.0, reused)
-        device = next(self.model.parameters()).device
-        moved = self._moved(inputs)
+        device = self._runtime.device
         with self._lock, torch.inference_mode():
             if self._shared is not None:
                 self._shared.enabled = self._use_cache
@@ -257,8 +266,8 @@ class VqaCost:
             started = time.perf_counter()
             first_token = _FirstTokenClock(device)
             out = generate_with_prefix_cache(
-                self.model,
-                moved,
+                self._runtime.model,
+                self._runtime.to_device(inputs),
                 self.prefix_cache,
                 max_new_tokens=self.new_tokens,
                 min_new_tokens=self.new_tokens,
@@ -278,54 +287,31 @@ class VqaCost:
         return CallCost(prompt_tokens, image_tokens, images, seconds, out.reused_tokens)
 
     def score(self, messages: Sequence[BaseMessage], options: Sequence[str]) -> CallCost:
-        """What ``score_options`` pays (``models/option_scoring.py``): the prompt's
-        prefill (from a cached prefix where one matches) as one generated step with its
-        KV state kept, then each option's own tokens (plus the end-of-turn token) on top
-        of it, the cache cropped back after each. Option tokens count as prompt tokens."""
-        import time
-
-        prep_started = time.perf_counter()
-        inputs, prompt_tokens, image_tokens = self.builder.build(messages)
-        prep = time.perf_counter() - prep_started
-        images = int(inputs["image_grid_thw"].shape[0]) if "image_grid_thw" in inputs else 0
+        """What ``score_options`` pays, through the library's own cached scoring
+        (``models/option_scoring.py``): the prompt's prefill (from a cached prefix where
+        one matches) with its KV state kept, then each option's own tokens (plus the
+        end-of-turn token) on top of it. Option tokens count as prompt tokens."""
+        inputs, prompt_tokens, image_tokens, images, prep = self._prepare(messages)
         option_ids = [[*self.builder._text_ids(option), 1] for option in options]
         tokens = prompt_tokens + sum(len(ids) - 1 for ids in option_ids)
-        if self.model is None:
+        if self._runtime is None:
             reused = self._reused_without_network(inputs)
             return CallCost(tokens, image_tokens, images, 0.0, reused)
-        device = next(self.model.parameters()).device
-        moved = self._moved(inputs)
+        device = self._runtime.device
+        stats = self.prefix_cache.stats if self.prefix_cache is not None else None
         with self._lock, torch.inference_mode():
             if self._shared is not None:
                 self._shared.enabled = self._use_cache
+            reused_before = stats.reused_tokens if stats is not None else 0
             _sync(device)
             started = time.perf_counter()
-            prompt = generate_with_prefix_cache(
-                self.model,
-                moved,
-                self.prefix_cache,
-                keep_kv=True,
-                max_new_tokens=1,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-            )
-            cache = prompt.kv
-            # transformers renamed past_key_values to cache (5.2x): the name this
-            # version's forward takes, as option_scoring picks it.
-            parameters = inspect.signature(self.model.forward).parameters
-            cache_name = "cache" if "cache" in parameters else "past_key_values"
-            for ids in option_ids:
-                if len(ids) > 1 and cache is not None:
-                    continuation = torch.tensor([ids[:-1]], device=device)
-                    self.model(input_ids=continuation, use_cache=True, **{cache_name: cache})
-                    cache.crop(-(len(ids) - 1))
+            _scores_with_cache(self._runtime, inputs, option_ids, self.prefix_cache)
             _sync(device)
             seconds = time.perf_counter() - started
+            reused = (stats.reused_tokens if stats is not None else 0) - reused_before
             self.phase_seconds["prep"] += prep
             self.phase_seconds["prefill"] += seconds
-        return CallCost(tokens, image_tokens, images, seconds, prompt.reused_tokens)
+        return CallCost(tokens, image_tokens, images, seconds, reused)
 
 
 class _FirstTokenClock(StoppingCriteria):
@@ -337,8 +323,6 @@ class _FirstTokenClock(StoppingCriteria):
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> Any:
         if self.at is None:
-            import time
-
             _sync(self.device)
             self.at = time.perf_counter()
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -353,11 +337,18 @@ class ReplayChatModel(BaseChatModel):
     cost: Any
     counters: Any
 
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
     @property
     def _llm_type(self) -> str:
         return "cost-replay"
+
+    def _count(self, cost: CallCost) -> None:
+        with self.counters.lock:
+            self.counters.chat_calls += 1
+            self.counters.prompt_tokens += cost.prompt_tokens
+            self.counters.prefill_tokens += cost.prompt_tokens - cost.reused_tokens
+            self.counters.image_tokens += cost.image_tokens
+            self.counters.vqa_images += cost.images
+            self.counters.cost_seconds += cost.seconds
 
     def _generate(
         self,
@@ -366,14 +357,7 @@ class ReplayChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        cost = self.cost.run(messages)
-        with self.counters.lock:
-            self.counters.chat_calls += 1
-            self.counters.prompt_tokens += cost.prompt_tokens
-            self.counters.prefill_tokens += cost.prompt_tokens - cost.reused_tokens
-            self.counters.image_tokens += cost.image_tokens
-            self.counters.vqa_images += cost.images
-            self.counters.cost_seconds += cost.seconds
+        self._count(self.cost.run(messages))
         reply = self.decider.invoke(messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply.content))])
 
@@ -382,14 +366,7 @@ class ReplayChatModel(BaseChatModel):
         graph's default ``option_scoring="auto"`` scores instead of generating): the
         cost network pays the scoring; the decider picks the option (asked with the
         options lettered, as the generate path would ask it)."""
-        cost = self.cost.score(messages, options)
-        with self.counters.lock:
-            self.counters.chat_calls += 1
-            self.counters.prompt_tokens += cost.prompt_tokens
-            self.counters.prefill_tokens += cost.prompt_tokens - cost.reused_tokens
-            self.counters.image_tokens += cost.image_tokens
-            self.counters.vqa_images += cost.images
-            self.counters.cost_seconds += cost.seconds
+        self._count(self.cost.score(messages, options))
         choice = _decider_choice(self.decider, messages, options)
         return [0.0 if i == choice else 1.0 for i in range(len(options))]
 
@@ -472,8 +449,6 @@ class ReplaySearchModel:
         return out
 
     def _timed(self, fn: Any) -> tuple[Any, float]:
-        import time
-
         device = getattr(self.cost, "device", torch.device("cpu"))
         _sync(device)
         started = time.perf_counter()
