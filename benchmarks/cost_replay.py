@@ -46,12 +46,8 @@ from seal_agent.models.chat import ChatRuntime, find_language_model_path, limit_
 from seal_agent.models.content import to_conversation
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS
 from seal_agent.models.option_scoring import _scores_with_cache
-from seal_agent.models.prefix_cache import (
-    PrefixKVCache,
-    generate_with_prefix_cache,
-    prompt_layout,
-    shared_prefix,
-)
+from seal_agent.models.prefix_cache import PrefixKVCache, prompt_layout, shared_prefix
+from seal_agent.models.static_decode import StaticDecoder, generate_with_static_decode
 from seal_agent.models.vision_cache import VisionFeatureCache
 from seal_agent.search.protocol import ModelThresholds, PatchPrediction
 
@@ -189,8 +185,10 @@ class VqaCost:
     """A real VLM (random weights) that pays each chat call: vision tower, prefill and
     ``new_tokens`` generated tokens. With ``cache`` (installed on ``model``) and
     ``use_cache``, images already seen skip the vision tower; with ``prefix_cache`` (and
-    ``use_cache``) a prompt prefix already prefilled is reused; ``use_cache=False`` runs
-    the same model uncached (two systems can share one set of weights)."""
+    ``use_cache``) a prompt prefix already prefilled is reused; with ``decoder`` (and
+    ``use_cache``) tokens after the first decode through it, as ``TransformersChatModel``
+    does on CUDA; ``use_cache=False`` runs the same model uncached (two systems can share
+    one set of weights)."""
 
     def __init__(
         self,
@@ -202,8 +200,12 @@ class VqaCost:
         use_cache: bool = True,
         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         prefix_cache: PrefixKVCache | None = None,
+        decoder: StaticDecoder | None = None,
     ) -> None:
         self.model = model
+        #: ``TransformersChatModel``'s static decoding (CUDA graphs), for the system
+        #: that has it; None decodes through ``generate`` (release 0.1.0)
+        self.decoder = decoder if use_cache else None
         self.builder = QwenPromptBuilder(config, max_pixels)
         self.new_tokens = new_tokens
         self.cache = cache if use_cache else None
@@ -264,23 +266,37 @@ class VqaCost:
                 self._shared.enabled = self._use_cache
             _sync(device)
             started = time.perf_counter()
-            first_token = _FirstTokenClock(device)
-            out = generate_with_prefix_cache(
+            first_token: list[float] = []
+
+            def prefilled() -> None:
+                _sync(device)
+                first_token.append(time.perf_counter())
+
+            # generate's own decoding (release 0.1.0) is clocked per token; the static
+            # decoder reports its first token itself.
+            clock = (
+                {}
+                if self.decoder is not None
+                else {"stopping_criteria": StoppingCriteriaList([_FirstTokenClock(prefilled)])}
+            )
+            out = generate_with_static_decode(
                 self._runtime.model,
                 self._runtime.to_device(inputs),
                 self.prefix_cache,
+                self.decoder,
+                on_first_token=prefilled if self.decoder is not None else None,
+                **clock,
                 max_new_tokens=self.new_tokens,
                 min_new_tokens=self.new_tokens,
                 do_sample=False,
                 temperature=None,
                 top_p=None,
                 top_k=None,
-                stopping_criteria=StoppingCriteriaList([first_token]),
             )
             _sync(device)
             ended = time.perf_counter()
             seconds = ended - started
-            prefill = (first_token.at or ended) - started
+            prefill = (first_token[0] if first_token else ended) - started
             self.phase_seconds["prep"] += prep
             self.phase_seconds["prefill"] += prefill
             self.phase_seconds["decode"] += seconds - prefill
@@ -315,16 +331,16 @@ class VqaCost:
 
 
 class _FirstTokenClock(StoppingCriteria):
-    """Notes when the first token exists (prefill done); never stops generation."""
+    """Calls ``at_first`` once the first token exists (prefill done); never stops."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.at: float | None = None
+    def __init__(self, at_first: Any) -> None:
+        self.at_first = at_first
+        self.called = False
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> Any:
-        if self.at is None:
-            _sync(self.device)
-            self.at = time.perf_counter()
+        if not self.called:
+            self.called = True
+            self.at_first()
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 

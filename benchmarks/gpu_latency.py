@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -37,6 +38,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# PyTorch's recommended allocator setting for processes whose tensor sizes vary (prompts,
+# images, view batches): segments grow in place instead of fragmenting into new ones, so
+# reserved memory stays near what tensors hold. Set before CUDA starts; a user's own
+# setting wins. Recommended for the library on GPUs likewise (README).
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 import numpy as np
 import torch
@@ -53,6 +60,10 @@ from seal_agent.models.chat import limit_pixels  # noqa: E402
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS  # noqa: E402
 from seal_agent.models.devices import dtype_name, resolve_device, resolve_dtype  # noqa: E402
 from seal_agent.models.owl import OwlSearchModel  # noqa: E402
+from seal_agent.models.static_decode import (  # noqa: E402
+    StaticDecoder,
+    generate_with_static_decode,
+)
 
 CONFIGS = ROOT / "configs"
 RESULTS = ROOT / "results"
@@ -346,7 +357,40 @@ def bench_vqa(
     generate_s = statistics.median(generate_samples[1:])
     decode_s = statistics.median(decode_samples[1:])
     steps = NEW_TOKENS - 1
+    # The same decoding through TransformersChatModel's static decoder (CUDA graphs on a
+    # GPU): the first run builds the bucket and captures, later ones replay.
+    decoder = StaticDecoder(model)
+    static_samples = []
+    for _ in range(1 + max(1, repeats // 2)):
+        marks: list[float] = []
+
+        def first(marks: list[float] = marks) -> None:
+            _sync(device)
+            marks.append(time.perf_counter())
+
+        with torch.inference_mode():
+            generate_with_static_decode(
+                model,
+                moved,
+                None,
+                decoder,
+                on_first_token=first,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                do_sample=False,
+            )
+        _sync(device)
+        static_samples.append(time.perf_counter() - marks[0])
+    static_s = statistics.median(static_samples[1:])
+    static = {
+        "static_decode_32_ms": round(static_s * 1000, 2),
+        "static_decode_ms_per_token": round(static_s * 1000 / steps, 2),
+        "static_cuda_graphs": decoder.cuda_graphs,
+        "static_graph_failure": decoder.graph_failure,
+    }
+    decoder.release()
     return {
+        **static,
         "prompt_tokens": int(inputs["input_ids"].shape[1]),
         "prefill_ms": round(prefill_s * 1000, 2),
         "generate_32_ms": round(generate_s * 1000, 2),
@@ -393,6 +437,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--questions", type=int, default=8, help="--end-to-end: questions")
     parser.add_argument(
         "--new-tokens", type=int, default=E2E_NEW_TOKENS, help="--end-to-end: per chat call"
+    )
+    parser.add_argument(
+        "--static-decode",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="--end-to-end: the after system's static decoding (auto: on CUDA, as the library)",
     )
     args = parser.parse_args(argv)
     if args.end_to_end:
@@ -514,7 +564,12 @@ def _cuda_context_bytes(device: torch.device) -> int:
 
 
 def end_to_end(
-    device: torch.device, dtype: torch.dtype, tiny: bool, questions: int, new_tokens: int
+    device: torch.device,
+    dtype: torch.dtype,
+    tiny: bool,
+    questions: int,
+    new_tokens: int,
+    static_decode: bool | None = None,
 ) -> dict[str, Any]:
     """Seconds and peak GPU memory per question, before and after issue 12's savings.
 
@@ -544,6 +599,9 @@ def end_to_end(
     from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
 
     context = _cuda_context_bytes(device)
+    memory: dict[str, Any] = {
+        "allocator": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
+    }
     scenes = _e2e_scenes(questions, tiny, seed=100)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -554,6 +612,9 @@ def end_to_end(
         vqa_model = build_vqa("qwen2.5-vl-7b", tiny, device, dtype)
         shared_cache = install_vision_cache(vqa_model)
         prefix_cache = PrefixKVCache()  # the "after" system's prompt-prefix KV reuse
+        # ... and its static decoding, where TransformersChatModel would use it (None: CUDA)
+        use_static = device.type == "cuda" if static_decode is None else static_decode
+        decoder = StaticDecoder(vqa_model) if use_static else None
         graphs = {}
         for name, after in (("before", False), ("after", True)):
             counters = Counters()
@@ -563,6 +624,7 @@ def end_to_end(
                 new_tokens=new_tokens,
                 cache=shared_cache,
                 prefix_cache=prefix_cache,
+                decoder=decoder,
                 use_cache=after,
                 # --tiny is a smoke test: small images keep the CPU run short.
                 max_pixels=E2E_TINY_MAX_PIXELS if tiny else DEFAULT_MAX_IMAGE_PIXELS,
@@ -635,6 +697,8 @@ def end_to_end(
                     row["peak_gib_incl_context"] = _gib(
                         torch.cuda.max_memory_reserved(device) + context
                     )
+                    # what tensors held at the peak (reserved adds the allocator's slack)
+                    row["peak_allocated_gib"] = _gib(torch.cuda.max_memory_allocated(device))
                 rows.append(row)
                 print(
                     f"  {name:<6} {scene.spec.width}x{scene.spec.height} {scene.spec.kind:<17} "
@@ -668,7 +732,20 @@ def end_to_end(
         }
         if device.type == "cuda":
             summary[name]["peak_gib_incl_context"] = max(r["peak_gib_incl_context"] for r in group)
+            summary[name]["peak_allocated_gib"] = max(r["peak_allocated_gib"] for r in group)
+    if device.type == "cuda":
+        weights = sum(p.numel() * p.element_size() for p in vqa_model.parameters())
+        weights += sum(p.numel() * p.element_size() for p in owl._model.parameters())
+        memory["weights_gib"] = _gib(weights)
+    if decoder is not None:
+        memory["static_decode"] = {
+            "cuda_graphs": decoder.cuda_graphs,
+            "captures": decoder.captures,
+            "graph_failure": decoder.graph_failure,
+            "decoded_tokens": decoder.decoded_tokens,
+        }
     return {
+        **memory,
         "questions": len(scenes),
         "new_tokens_per_chat_call": new_tokens,
         "cuda_context_gib": _gib(context),
@@ -687,7 +764,14 @@ def end_to_end_main(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": dtype_name(dtype),
         "tiny": args.tiny,
         "weights": "random (Qwen2.5-VL-7B and OWLv2-B/16 from benchmarks/configs)",
-        **end_to_end(device, dtype, args.tiny, args.questions, args.new_tokens),
+        **end_to_end(
+            device,
+            dtype,
+            args.tiny,
+            args.questions,
+            args.new_tokens,
+            {"auto": None, "on": True, "off": False}[args.static_decode],
+        ),
     }
     print(
         f"\nend to end: {report['questions']} questions on {report['device']} "

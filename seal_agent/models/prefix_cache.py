@@ -379,6 +379,7 @@ def generate_with_prefix_cache(
     cache: PrefixKVCache | None,
     *,
     keep_kv: bool = False,
+    share_kv: bool = False,
     **generate_kwargs: Any,
 ) -> PrefixGeneration:
     """``model.generate(**inputs, **generate_kwargs)``, continuing from the longest cached
@@ -386,7 +387,9 @@ def generate_with_prefix_cache(
 
     ``inputs`` are on the model's device already (pixel values in its dtype).
     ``keep_kv`` also hands the caller the prompt's KV state (cut to the prompt; with
-    ``max_new_tokens=1`` it is exactly the prompt's), to continue it as it likes.
+    ``max_new_tokens=1`` it is exactly the prompt's), to continue it as it likes;
+    ``share_kv`` hands it the same state without a copy, to read only (it may be the
+    cache's own entry).
     """
     generate_kwargs.pop("return_dict_in_generate", None)  # always on here
     prompt_tokens = int(inputs["input_ids"].shape[1])
@@ -397,7 +400,7 @@ def generate_with_prefix_cache(
         if layout is None:
             cache.record(prefilled=prompt_tokens, fallback=True)
     if layout is None or cache is None:
-        return _full_prefill(model, inputs, generate_kwargs, keep_kv)
+        return _full_prefill(model, inputs, generate_kwargs, keep_kv or share_kv)
     reused, kv = cache.take(layout)
     call = dict(inputs)
     if kv is not None:
@@ -421,7 +424,7 @@ def generate_with_prefix_cache(
         # A model whose generate cannot continue this prompt: the full prefill is right.
         cache.record(prefilled=prompt_tokens, fallback=True)
         _clear_rope_state(base)
-        return _full_prefill(model, inputs, generate_kwargs, keep_kv)
+        return _full_prefill(model, inputs, generate_kwargs, keep_kv or share_kv)
     final = _output_kv(out)
     if final is not None and _croppable(final):
         _cut(final, prompt_tokens)
@@ -432,7 +435,7 @@ def generate_with_prefix_cache(
         prompt_tokens,
         reused,
         getattr(out, "logits", None),
-        final if keep_kv else None,
+        final if keep_kv or share_kv else None,
     )
 
 
