@@ -699,6 +699,8 @@ def end_to_end(
                     )
                     # what tensors held at the peak (reserved adds the allocator's slack)
                     row["peak_allocated_gib"] = _gib(torch.cuda.max_memory_allocated(device))
+                    # between questions: weights plus whatever stays on the GPU
+                    row["resting_allocated_gib"] = _gib(torch.cuda.memory_allocated(device))
                 rows.append(row)
                 print(
                     f"  {name:<6} {scene.spec.width}x{scene.spec.height} {scene.spec.kind:<17} "

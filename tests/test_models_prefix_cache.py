@@ -394,3 +394,33 @@ def test_a_model_that_cannot_continue_a_prompt_gets_a_full_prefill(
     assert reply.text == expected
     assert reply.usage_metadata["input_token_details"]["cache_read"] == 0
     assert model.prefix_cache.stats.fallbacks == 1
+
+
+def test_offloaded_entries_are_copies_and_change_nothing(qwen_dir: Path):  # noqa: F811
+    """offload=True (the default for a model on a GPU) keeps entries as copies in host
+    memory: the caller's KV state is never the cache's, and outputs are the same."""
+    model = _model(qwen_dir, 0)
+    runtime = model.runtime()
+    cache = PrefixKVCache(64 * 2**20, offload=True)
+    calls = _calls()
+
+    def run(messages: list[BaseMessage], with_cache: PrefixKVCache | None) -> Any:
+        conversation, images = to_conversation(messages)
+        inputs = encode_prompt(
+            runtime, conversation, model.prepare_images(images), add_generation_prompt=True
+        )
+        with torch.inference_mode():
+            return generate_with_prefix_cache(
+                runtime.model,
+                runtime.to_device(inputs),
+                with_cache,
+                max_new_tokens=3,
+                keep_kv=True,
+            )
+
+    for messages in calls:
+        plain, cached = run(messages, None), run(messages, cache)
+        assert torch.equal(plain.sequences, cached.sequences)
+        stored = {layer.keys.data_ptr() for e in cache._entries.values() for layer in e.kv.layers}
+        assert not stored & {layer.keys.data_ptr() for layer in cached.kv.layers}
+    assert cache.stats.reused_tokens > 0

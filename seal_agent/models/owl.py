@@ -123,9 +123,11 @@ def content_grid(
 class OwlViewEncoding:
     """One view through OWL's image tower: what any phrase's heads need, nothing more.
 
-    ``feature_map`` (grid_h, grid_w, dim) stays on the model's device and dtype (5.5 MB
-    for OWLv2-B/16 in bf16); ``boxes`` (grid_h * grid_w, 4), float32 on the CPU, are
-    the box head's output, which does not depend on the phrase.
+    ``feature_map`` (grid_h, grid_w, dim) is in the model's dtype (5.5 MB for OWLv2-B/16
+    in bf16), in host memory (a view cache may keep hundreds; the GPU holds the models
+    and the pass in flight, and copying a batch back costs ~1 ms a view); ``boxes``
+    (grid_h * grid_w, 4), float32 on the CPU, are the box head's output, which does not
+    depend on the phrase.
     """
 
     feature_map: torch.Tensor
@@ -167,9 +169,13 @@ class OwlSearchModel(TransformersSearchModel):
         min_score: float = 0.01,
         max_detections: int = 16,
         nms_iou: float = 0.5,
-        max_batch_size: int = 16,
+        max_batch_size: int = 4,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        # max_batch_size: views per forward of the image tower. A 960 px view's
+        # activations are ~80 MB in bf16; 4 views a forward reach 91 % of batch 16's
+        # throughput on an H100 (153 against 168 views/s, benchmarks/gpu_latency.py) at a
+        # quarter of the activation memory next to a 7B VQA model.
         super().__init__(
             model_id,
             device=device,
@@ -353,6 +359,7 @@ class OwlSearchModel(TransformersSearchModel):
             features = feature_map.reshape(batch, grid_h * grid_w, dim)
             boxes = self._model.box_predictor(features, feature_map, interpolate)
         boxes = boxes.float().cpu()
+        feature_map = feature_map.cpu()
         # One tensor per view (a slice would keep the whole batch's storage alive).
         return [
             OwlViewEncoding(feature_map[i].clone(), boxes[i].clone(), view.width, view.height)
@@ -367,7 +374,7 @@ class OwlSearchModel(TransformersSearchModel):
             raise SearchModelError("encodings of different grid sizes cannot share a pass")
         with self._forward_lock, torch.inference_mode():
             queries = self._query_embeddings(phrases)
-            feature_map = torch.stack([e.feature_map for e in encodings])
+            feature_map = torch.stack([e.feature_map for e in encodings]).to(self.device)
             batch = feature_map.shape[0]
             features = feature_map.reshape(batch, grid_h * grid_w, dim)
             logits = self._model.class_predictor(

@@ -22,6 +22,11 @@ the whole prompt, after its stale ``rope_deltas`` from an earlier call are clear
 Anything not understood (videos, other per-image inputs, padding, a cache layer that
 cannot be cut, a count of image runs that does not match the images) falls back to a
 full prefill: correct first, then fast.
+
+Where entries live: a GPU holds the models and the work in flight; entries of a model
+on an accelerator are kept in host memory (``offload``) and copied back when reused
+(~5 ms for a 1,300-token prefix of a 7B model, against ~100 ms to prefill it), so the
+cache's budget never competes with the models for GPU memory.
 """
 
 from __future__ import annotations
@@ -221,6 +226,23 @@ def _cut(kv: Any, length: int) -> None:
             layer.values = layer.values.contiguous().clone()
 
 
+def _kv_copy(kv: Any, device: Any, length: int) -> Any:
+    """A new cache holding the first ``length`` tokens of ``kv``, on ``device`` (None:
+    where they are), in tensors of its own."""
+    out = copy.copy(kv)
+    out.layers = []
+    for layer in kv.layers:
+        new = copy.copy(layer)
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name)[..., :length, :]
+            moved = tensor.to(device) if device is not None else tensor
+            setattr(new, name, moved.clone() if moved.data_ptr() == tensor.data_ptr() else moved)
+        if hasattr(new, "device"):
+            new.device = new.keys.device
+        out.layers.append(new)
+    return out
+
+
 def _kv_bytes(kv: Any) -> int:
     total = 0
     for layer in kv.layers:
@@ -237,6 +259,7 @@ class PrefixKVCache:
         self,
         max_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         min_prefix_tokens: int = DEFAULT_MIN_PREFIX_TOKENS,
+        offload: bool | None = None,
     ) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
@@ -244,6 +267,9 @@ class PrefixKVCache:
             raise ValueError(f"min_prefix_tokens must be >= 1, got {min_prefix_tokens}")
         self.max_bytes = max_bytes
         self.min_prefix_tokens = min_prefix_tokens
+        #: Entries in host memory: None (default) for states on an accelerator, True
+        #: always, False never (they stay where the model made them).
+        self.offload = offload
         #: False: every call prefills its whole prompt (and nothing is stored).
         self.enabled = True
         self.stats = PrefixCacheStats()
@@ -286,19 +312,32 @@ class PrefixKVCache:
             self.stats.prefilled_tokens += prefilled
             self.stats.fallbacks += int(fallback)
 
-    def take(self, layout: PromptLayout) -> tuple[int, Any]:
-        """(reused tokens, a private copy of the cache cut to them) or (0, None)."""
+    def take(self, layout: PromptLayout, device: Any = None) -> tuple[int, Any]:
+        """(reused tokens, a private copy of the cache cut to them, on ``device``: the
+        entry's own by default) or (0, None)."""
         length, entry = self.longest_prefix(layout)
         if entry is None:
             return 0, None
-        kv = copy.deepcopy(entry.kv)  # entries are never mutated; the copy is the caller's
-        _cut(kv, length)
-        return length, kv
+        # Entries are never mutated; the copy (cut while copying) is the caller's.
+        return length, _kv_copy(entry.kv, device, length)
 
-    def store(self, layout: PromptLayout, kv: Any) -> bool:
-        """Keep ``kv`` (exactly the prompt's tokens) for later prompts; False if not kept."""
+    def _offloads(self, kv: Any) -> bool:
+        if self.offload is not None:
+            return self.offload
+        return any(layer.keys.device.type != "cpu" for layer in kv.layers)
+
+    def store(self, layout: PromptLayout, kv: Any, *, shared: bool = False) -> bool:
+        """Keep ``kv`` (exactly the prompt's tokens) for later prompts; False if not kept.
+
+        ``shared``: the caller goes on using ``kv``, so the cache keeps a copy (it does
+        anyway when it offloads to host memory).
+        """
         if not _croppable(kv) or kv.get_seq_length() != layout.length:
             return False
+        if self._offloads(kv):
+            kv = _kv_copy(kv, "cpu", layout.length)
+        elif shared:
+            kv = copy.deepcopy(kv)
         size = _kv_bytes(kv)
         if size > self.max_bytes:
             return False
@@ -401,7 +440,7 @@ def generate_with_prefix_cache(
             cache.record(prefilled=prompt_tokens, fallback=True)
     if layout is None or cache is None:
         return _full_prefill(model, inputs, generate_kwargs, keep_kv or share_kv)
-    reused, kv = cache.take(layout)
+    reused, kv = cache.take(layout, inputs["input_ids"].device)
     call = dict(inputs)
     if kv is not None:
         suffix_images = [
@@ -428,7 +467,7 @@ def generate_with_prefix_cache(
     final = _output_kv(out)
     if final is not None and _croppable(final):
         _cut(final, prompt_tokens)
-        cache.store(layout, copy.deepcopy(final) if keep_kv else final)
+        cache.store(layout, final, shared=keep_kv)  # share_kv: read only
     cache.record(reused=reused, prefilled=prompt_tokens - reused)
     return PrefixGeneration(
         out.sequences,
