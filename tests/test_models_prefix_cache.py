@@ -141,6 +141,24 @@ def test_the_answer_prefills_only_what_follows_the_shared_prefix(family, request
     )
 
 
+def _generate(
+    model: TransformersChatModel,
+    messages: list[BaseMessage],
+    cache: PrefixKVCache | None,
+    **kwargs: Any,
+) -> Any:
+    """Three new tokens for ``messages`` through ``generate_with_prefix_cache``."""
+    runtime = model.runtime()
+    conversation, images = to_conversation(messages)
+    inputs = encode_prompt(
+        runtime, conversation, model.prepare_images(images), add_generation_prompt=True
+    )
+    with torch.inference_mode():
+        return generate_with_prefix_cache(
+            runtime.model, runtime.to_device(inputs), cache, max_new_tokens=3, **kwargs
+        )
+
+
 def _image_token(model: TransformersChatModel) -> int:
     config = model.runtime().model.config
     return int(getattr(config, "image_token_id", None) or config.image_token_index)
@@ -160,23 +178,10 @@ def test_logits_equal_the_full_prefills(family, dtype, tolerance, request):
     model_dir = request.getfixturevalue(f"{family}_dir")
     model = _model(model_dir, 0)
     model = model.model_copy(update={"dtype": dtype})
-    runtime = model.runtime()
     cache = PrefixKVCache(64 * 2**20)
 
     def logits(messages: list[BaseMessage], with_cache: PrefixKVCache | None) -> Any:
-        conversation, images = to_conversation(messages)
-        inputs = encode_prompt(
-            runtime, conversation, model.prepare_images(images), add_generation_prompt=True
-        )
-        with torch.inference_mode():
-            return generate_with_prefix_cache(
-                runtime.model,
-                runtime.to_device(inputs),
-                with_cache,
-                max_new_tokens=3,
-                do_sample=False,
-                output_logits=True,
-            )
+        return _generate(model, messages, with_cache, do_sample=False, output_logits=True)
 
     # All full prefills first, then the cached run in order: a continued prompt must not
     # inherit the previous call's state (Qwen's rope deltas).
@@ -400,23 +405,11 @@ def test_offloaded_entries_are_copies_and_change_nothing(qwen_dir: Path):  # noq
     """offload=True (the default for a model on a GPU) keeps entries as copies in host
     memory: the caller's KV state is never the cache's, and outputs are the same."""
     model = _model(qwen_dir, 0)
-    runtime = model.runtime()
     cache = PrefixKVCache(64 * 2**20, offload=True)
     calls = _calls()
 
     def run(messages: list[BaseMessage], with_cache: PrefixKVCache | None) -> Any:
-        conversation, images = to_conversation(messages)
-        inputs = encode_prompt(
-            runtime, conversation, model.prepare_images(images), add_generation_prompt=True
-        )
-        with torch.inference_mode():
-            return generate_with_prefix_cache(
-                runtime.model,
-                runtime.to_device(inputs),
-                with_cache,
-                max_new_tokens=3,
-                keep_kv=True,
-            )
+        return _generate(model, messages, with_cache, keep_kv=True)
 
     for messages in calls:
         plain, cached = run(messages, None), run(messages, cache)
