@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from models_fixtures import llava_dir, qwen_dir  # noqa: F401  (fixtures)
+from models_fixtures import llava_dir, lora_dir, qwen_dir  # noqa: F401  (fixtures)
 from test_models_prefix_cache import _calls
 
 from seal_agent.models.chat import GenerationSettings, TransformersChatModel, encode_prompt
@@ -192,3 +192,14 @@ def test_static_decoding_logits_equal_generate(family, request):
         assert int(runtime.model.model.rope_deltas) <= -4  # positions really were shifted
     for a, b in zip(expected, heads.outputs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_lora_adapted_model_decodes_the_same(llava_dir: Path, lora_dir: Path):  # noqa: F811
+    def model(static: bool) -> TransformersChatModel:
+        return _model(llava_dir, static, 0).model_copy(update={"adapter": str(lora_dir)})
+
+    static, plain = model(True), model(False)
+    messages = _calls()[2]
+    assert static.invoke(messages).text == plain.invoke(messages).text
+    assert static._decoder is not None
+    assert static._decoder.decoded_tokens > 0

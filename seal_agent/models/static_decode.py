@@ -69,6 +69,9 @@ def unsupported_reason(model: Any) -> str | None:
     )
     if decoder is None or head is None:
         return "no language model / LM head found"
+    devices = {p.device for p in base.parameters()}
+    if len(devices) > 1:
+        return "the model is spread over several devices"
     config = base.config.get_text_config(decoder=True)
     attention = getattr(config, "_attn_implementation", None)
     if attention not in SUPPORTED_ATTENTION:
