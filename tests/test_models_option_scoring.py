@@ -116,3 +116,22 @@ def test_scoring_without_the_end_of_turn_differs(llava_dir: Path) -> None:  # no
     assert score_options(model, _question(), OPTIONS, use_cache=False) == pytest.approx(
         with_eot, abs=1e-4
     )
+
+
+@pytest.mark.parametrize("fixture_name", ["llava_dir", "qwen_dir"])
+def test_all_options_continue_the_prompt_in_one_forward(
+    fixture_name: str, request: pytest.FixtureRequest
+) -> None:
+    """The prompt's prefill, then one forward for every option's own tokens together
+    (a block-causal mask), not one per option; the scores are the per-option ones."""
+    model = TransformersChatModel(model_id=str(request.getfixturevalue(fixture_name)))
+    runtime = model.runtime()
+    forwards: list[int] = []
+    runtime.model.register_forward_hook(
+        lambda _m, args, kwargs, out: forwards.append(1), with_kwargs=True
+    )
+    cached = score_options(model, _question(), OPTIONS)
+    assert len(forwards) == 2
+    assert cached == pytest.approx(
+        score_options(model, _question(), OPTIONS, use_cache=False), abs=1e-4
+    )

@@ -151,23 +151,123 @@ def _scores_with_cache(
             "use score_options(..., use_cache=False)"
         )
     first_log_probs = torch.log_softmax(prompt.logits[0][0].float(), dim=-1)
-    scores: list[float] = []
+    rest = _continuations_together(model, cache, option_ids, prompt_length, cache_name)
+    if rest is None:
+        rest = [
+            _continuation_alone(model, cache, ids, prompt_length, cache_name)
+            for ids in option_ids
+        ]
+    return [
+        (-float(first_log_probs[ids[0]]) - later) / len(ids)
+        for ids, later in zip(option_ids, rest, strict=True)
+    ]
+
+
+def _continuation_alone(
+    model: Any, cache: Any, ids: list[int], prompt_length: int, cache_name: str
+) -> float:
+    """Log-likelihood of ``ids[1:]`` after the prompt and ``ids[0]``: one forward of the
+    option's own tokens on the prompt's KV state, cropped back afterwards."""
+    import torch
+
+    if len(ids) < 2:
+        return 0.0
+    device = cache.layers[0].keys.device
+    continuation = torch.tensor([ids[:-1]], device=device)
+    step = model(input_ids=continuation, use_cache=True, **{cache_name: cache})
+    log_probs = torch.log_softmax(step.logits[0].float(), dim=-1)
+    targets = torch.tensor(ids[1:], device=log_probs.device)
+    total = float(log_probs.gather(-1, targets[:, None]).sum())
+    _crop_back(cache, len(ids) - 1, prompt_length)
+    return total
+
+
+def _crop_back(cache: Any, added: int, prompt_length: int) -> None:
+    cache.crop(-added)
+    if cache.get_seq_length() != prompt_length:
+        raise ChatModelError(
+            "the model's KV cache could not be cropped back to the prompt; "
+            "use score_options(..., use_cache=False)"
+        )
+
+
+def _continuations_together(
+    model: Any, cache: Any, option_ids: list[list[int]], prompt_length: int, cache_name: str
+) -> list[float] | None:
+    """Every option's continuation in ONE forward: their tokens side by side after the
+    prompt, each seeing the prompt and its own earlier tokens only (a block-causal 4D
+    mask) at the positions it would have alone. A 7B model's forward over a few tokens
+    costs the same as over one (launch-bound), so 4 options cost one pass, not 4.
+
+    None where the layout is not one this reproduces exactly (attention other than SDPA
+    or eager, positions other than 1D rope or Qwen-VL's mRoPE): the caller goes option
+    by option.
+    """
+    import torch
+
+    from seal_agent.models.prefix_cache import _unwrapped
+    from seal_agent.models.static_decode import rope_delta, uses_mrope
+
+    pieces = [ids[:-1] for ids in option_ids if len(ids) > 1]
+    if len(pieces) < 2:
+        return None
+    base = _unwrapped(model)
+    config = base.config.get_text_config(decoder=True)
+    attention = getattr(config, "_attn_implementation", None)
+    if attention not in ("sdpa", "eager"):
+        return None
+    mrope = uses_mrope(base)
+    device = cache.layers[0].keys.device
+    tokens: list[int] = []
+    offsets: list[int] = []  # each token's position within its option
+    owner: list[int] = []  # the option piece it belongs to
+    for index, piece in enumerate(pieces):
+        tokens += piece
+        offsets += list(range(len(piece)))
+        owner += [index] * len(piece)
+    count = len(tokens)
+    own = torch.tensor(owner, device=device)
+    offset = torch.tensor(offsets, device=device)
+    same = own[:, None] == own[None, :]
+    earlier = offset[:, None] >= offset[None, :]
+    allowed = torch.cat(
+        [torch.ones(count, prompt_length, dtype=torch.bool, device=device), same & earlier],
+        dim=1,
+    )
+    dtype = next(base.parameters()).dtype
+    if attention == "eager":
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+        mask = mask.masked_fill(~allowed, torch.finfo(dtype).min)
+    else:
+        mask = allowed
+    positions = offset + prompt_length
+    if mrope:
+        position_ids = (positions + rope_delta(base)).view(1, 1, -1).expand(3, 1, -1)
+    else:
+        position_ids = positions.view(1, -1)
+    out = model(
+        input_ids=torch.tensor([tokens], device=device),
+        attention_mask=mask[None, None],
+        position_ids=position_ids,
+        use_cache=True,
+        **{cache_name: cache},
+    )
+    log_probs = torch.log_softmax(out.logits[0].float(), dim=-1)
+    _crop_back(cache, count, prompt_length)
+    totals: list[float] = []
+    start = 0
+    piece_index = 0
     for ids in option_ids:
-        total = -float(first_log_probs[ids[0]])
-        if len(ids) > 1:
-            continuation = torch.tensor([ids[:-1]], device=runtime.device)
-            step = model(input_ids=continuation, use_cache=True, **{cache_name: cache})
-            log_probs = torch.log_softmax(step.logits[0].float(), dim=-1)
-            targets = torch.tensor(ids[1:], device=log_probs.device)
-            total -= float(log_probs.gather(-1, targets[:, None]).sum())
-            cache.crop(-(len(ids) - 1))
-            if cache.get_seq_length() != prompt_length:
-                raise ChatModelError(
-                    "the model's KV cache could not be cropped back to the prompt; "
-                    "use score_options(..., use_cache=False)"
-                )
-        scores.append(total / len(ids))
-    return scores
+        if len(ids) < 2:
+            totals.append(0.0)
+            continue
+        length = len(pieces[piece_index])
+        targets = torch.tensor(ids[1:], device=log_probs.device)
+        rows = log_probs[start : start + length]
+        totals.append(float(rows.gather(-1, targets[:, None]).sum()))
+        start += length
+        piece_index += 1
+    return totals
 
 
 def _scores_without_cache(

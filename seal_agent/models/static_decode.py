@@ -100,7 +100,7 @@ def _cache_argument(decoder: Any) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def _mrope(base: Any) -> bool:
+def uses_mrope(base: Any) -> bool:
     """Qwen-VL style 3D positions: the prompt's ``rope_deltas`` carry on."""
     return hasattr(getattr(base, "model", None), "rope_deltas")
 
@@ -138,7 +138,7 @@ class StaticDecoder:
         parameter = next(self.base.parameters())
         self.device = parameter.device
         self.dtype = parameter.dtype
-        self.mrope = _mrope(self.base)
+        self.mrope = uses_mrope(self.base)
         self._cache_argument = _cache_argument(self.decoder)
         wanted = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.cuda_graphs = bool(wanted) and self.device.type == "cuda"
@@ -347,7 +347,8 @@ def _end_tokens(model: Any, generate_kwargs: dict[str, Any]) -> list[int]:
     return [int(v) for v in (value if isinstance(value, list | tuple) else [value])]
 
 
-def _rope_delta(base: Any) -> int:
+def rope_delta(base: Any) -> int:
+    """The offset of Qwen-VL's text positions after its last prompt (0 for others)."""
     deltas = getattr(getattr(base, "model", None), "rope_deltas", None)
     return int(deltas.reshape(-1)[0]) if isinstance(deltas, torch.Tensor) else 0
 
@@ -393,7 +394,7 @@ def generate_with_static_decode(
         max_new_tokens=max_new,
         min_new_tokens=min_new,
         eos_token_ids=ends,
-        rope_delta=_rope_delta(decoder.base) if decoder.mrope else 0,
+        rope_delta=rope_delta(decoder.base) if decoder.mrope else 0,
     )
     tail = torch.tensor([rest], dtype=prefill.sequences.dtype, device=prefill.sequences.device)
     sequences = torch.cat([prefill.sequences, tail], dim=1) if rest else prefill.sequences
@@ -404,6 +405,8 @@ __all__ = [
     "MIN_BUCKET_TOKENS",
     "StaticDecoder",
     "generate_with_static_decode",
+    "rope_delta",
     "static_decoding_applies",
     "unsupported_reason",
+    "uses_mrope",
 ]
