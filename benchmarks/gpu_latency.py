@@ -61,6 +61,7 @@ from seal_agent.imaging.pyramid import ImagePyramid  # noqa: E402
 from seal_agent.models.chat import limit_pixels  # noqa: E402
 from seal_agent.models.defaults import DEFAULT_MAX_IMAGE_PIXELS  # noqa: E402
 from seal_agent.models.devices import dtype_name, resolve_device, resolve_dtype  # noqa: E402
+from seal_agent.models.host_embeddings import move_input_embeddings_to_host  # noqa: E402
 from seal_agent.models.owl import OwlSearchModel  # noqa: E402
 from seal_agent.models.static_decode import (  # noqa: E402
     StaticDecoder,
@@ -446,6 +447,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="auto",
         help="--end-to-end: the after system's static decoding (auto: on CUDA, as the library)",
     )
+    parser.add_argument(
+        "--host-embeddings",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="--end-to-end: the after system's input embeddings in host memory (auto: CUDA)",
+    )
     args = parser.parse_args(argv)
     if args.end_to_end:
         return end_to_end_main(args)
@@ -579,6 +586,7 @@ def end_to_end(
     questions: int,
     new_tokens: int,
     static_decode: bool | None = None,
+    host_embeddings: bool | None = None,
 ) -> dict[str, Any]:
     """Seconds and peak GPU memory per question, before and after issue 12's savings.
 
@@ -621,11 +629,20 @@ def end_to_end(
         vqa_model = build_vqa("qwen2.5-vl-7b", tiny, device, dtype)
         shared_cache = install_vision_cache(vqa_model)
         prefix_cache = PrefixKVCache()  # the "after" system's prompt-prefix KV reuse
-        # ... and its static decoding, where TransformersChatModel would use it (None: CUDA)
+        # ... its static decoding and its input embeddings in host memory, where
+        # TransformersChatModel would use them (None: on CUDA)
         use_static = device.type == "cuda" if static_decode is None else static_decode
-        decoder = StaticDecoder(vqa_model) if use_static else None
-        graphs = {}
+        use_host_table = device.type == "cuda" if host_embeddings is None else host_embeddings
+        decoder: StaticDecoder | None = None
+        images = Path(tmp) / "images"
+        warm = _e2e_scenes(1, True, seed=7)[0]  # kernels, allocator, templates
+        # The systems run one after the other (0.1.0 first, with the table on the GPU as
+        # it had it), each warmed up first, on the same weights in one process.
         for name, after in (("before", False), ("after", True)):
+            if after and use_host_table:
+                memory["host_input_embeddings"] = move_input_embeddings_to_host(vqa_model)
+            if after and use_static:
+                decoder = StaticDecoder(vqa_model)
             counters = Counters()
             vqa = VqaCost(
                 vqa_model,
@@ -640,7 +657,6 @@ def end_to_end(
             )
             chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
             search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
-            images = Path(tmp) / "images"
             # before: release 0.1.0 as a configuration of today's code (release_baseline.py)
             settings = (
                 SealConfig(cache_dir=images, cue_source="listing")
@@ -648,21 +664,12 @@ def end_to_end(
                 else release_seal_config(cache_dir=images)
             )
             view_budget = DEFAULT_VIEW_CACHE_BYTES if after else 0
-            graphs[name] = (
-                build_graph(chat, search, settings, view_cache_bytes=view_budget),
-                counters,
-                vqa,
-            )
-        warm = _e2e_scenes(1, True, seed=7)[0]  # kernels, allocator, templates
-        for graph, _, _ in graphs.values():
-            ref = to_image_ref(warm.image, cache_dir=Path(tmp) / "images")
+            graph = build_graph(chat, search, settings, view_cache_bytes=view_budget)
+            ref = to_image_ref(warm.image, cache_dir=images)
             graph.invoke({"image": ref, "question": warm.question, "options": list(warm.options)})
-        for index, scene in enumerate(scenes):
-            ref = to_image_ref(scene.image, cache_dir=Path(tmp) / "images")
-            load_image(ref, cache_dir=Path(tmp) / "images")
-            order = list(graphs) if index % 2 == 0 else list(graphs)[::-1]
-            for name in order:
-                graph, counters, vqa = graphs[name]
+            for scene in scenes:
+                ref = to_image_ref(scene.image, cache_dir=images)
+                load_image(ref, cache_dir=images)
                 shared_cache.clear()  # each question's image is new to the VQA model
                 prefix_cache.clear()
                 before = counters.snapshot()
@@ -718,7 +725,7 @@ def end_to_end(
                     file=sys.stderr,
                     flush=True,
                 )
-            image_cache().clear()
+                image_cache().clear()
     summary = {}
     for name in ("before", "after"):
         group = [r for r in rows if r["system"] == name]
@@ -744,10 +751,14 @@ def end_to_end(
         if device.type == "cuda":
             summary[name]["peak_gib_incl_context"] = max(r["peak_gib_incl_context"] for r in group)
             summary[name]["peak_allocated_gib"] = max(r["peak_allocated_gib"] for r in group)
-    if device.type == "cuda":
-        weights = sum(p.numel() * p.element_size() for p in vqa_model.parameters())
-        weights += sum(p.numel() * p.element_size() for p in owl._model.parameters())
-        memory["weights_gib"] = _gib(weights)
+    if device.type == "cuda":  # weights on the GPU (the after system's placement)
+        weights = sum(
+            p.numel() * p.element_size()
+            for module in (vqa_model, owl._model)
+            for p in module.parameters()
+            if p.device.type == "cuda"
+        )
+        memory["weights_on_gpu_gib"] = _gib(weights)
     if decoder is not None:
         memory["static_decode"] = {
             "cuda_graphs": decoder.cuda_graphs,
@@ -782,6 +793,7 @@ def end_to_end_main(args: argparse.Namespace) -> dict[str, Any]:
             args.questions,
             args.new_tokens,
             {"auto": None, "on": True, "off": False}[args.static_decode],
+            {"auto": None, "on": True, "off": False}[args.host_embeddings],
         ),
     }
     print(

@@ -154,8 +154,7 @@ def _scores_with_cache(
     rest = _continuations_together(model, cache, option_ids, prompt_length, cache_name)
     if rest is None:
         rest = [
-            _continuation_alone(model, cache, ids, prompt_length, cache_name)
-            for ids in option_ids
+            _continuation_alone(model, cache, ids, prompt_length, cache_name) for ids in option_ids
         ]
     return [
         (-float(first_log_probs[ids[0]]) - later) / len(ids)

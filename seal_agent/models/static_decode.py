@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from seal_agent.models.host_embeddings import HostEmbedding
 from seal_agent.models.prefix_cache import (
     PrefixGeneration,
     PrefixKVCache,
@@ -118,6 +119,7 @@ class _Bucket:
     produced: torch.Tensor  # [length] tokens produced, by step
     step: torch.Tensor  # [1] steps taken
     positions_ahead: torch.Tensor  # [length] 0..length-1, for the mask
+    embeds: torch.Tensor | None = None  # [1, 1, hidden]: the token's row, from the host
     graph: Any = None
 
 
@@ -139,6 +141,9 @@ class StaticDecoder:
         self.device = parameter.device
         self.dtype = parameter.dtype
         self.mrope = uses_mrope(self.base)
+        # A table in host memory is looked up outside the graph, one token at a time.
+        table = getattr(self.decoder, "embed_tokens", None)
+        self._host_table = table if isinstance(table, HostEmbedding) else None
         self._cache_argument = _cache_argument(self.decoder)
         wanted = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self.cuda_graphs = bool(wanted) and self.device.type == "cuda"
@@ -176,6 +181,9 @@ class StaticDecoder:
             step=torch.zeros(1, dtype=torch.long, device=self.device),
             positions_ahead=torch.arange(length, device=self.device),
         )
+        if self._host_table is not None:
+            hidden = self._host_table.embedding_dim
+            bucket.embeds = torch.zeros(1, 1, hidden, dtype=self.dtype, device=self.device)
         # Warm-up steps allocate the cache's tensors (lazily, on first update) and, on
         # CUDA, cuBLAS's workspaces; they write garbage that _load overwrites.
         if self.cuda_graphs:
@@ -219,7 +227,10 @@ class StaticDecoder:
             mask = mask.masked_fill(~allowed, torch.finfo(self.dtype).min)
         else:
             mask = allowed
-        embeds = self.decoder.embed_tokens(bucket.token)
+        if bucket.embeds is not None:
+            embeds = bucket.embeds
+        else:
+            embeds = self.decoder.embed_tokens(bucket.token)
         out = self.decoder(
             inputs_embeds=embeds,
             attention_mask=mask.view(1, 1, 1, -1),
@@ -281,11 +292,17 @@ class StaticDecoder:
                 bucket.block[ends] = float("-inf")
             out: list[int] = []
             taken = 0
+            host = self._host_table
             while taken < steps:
-                run = min(READBACK_EVERY, steps - taken)
+                # With the table in host memory each token is read back before the next.
+                run = 1 if host is not None else min(READBACK_EVERY, steps - taken)
                 if blocking:  # unblock exactly at the step where min_new_tokens is met
                     run = min(run, max(1, min_new_tokens - 1 - taken))
                 for _ in range(run):
+                    if host is not None and bucket.embeds is not None:
+                        token = out[-1] if out else first_token
+                        row = host.lookup(torch.tensor([[token]]))
+                        bucket.embeds.copy_(row.to(self.dtype))
                     if bucket.graph is not None:
                         bucket.graph.replay()
                     else:
