@@ -82,3 +82,14 @@ def test_a_table_the_output_head_shares_stays():
     assert move_input_embeddings_to_host(model)
     assert isinstance(model.get_input_embeddings(), HostEmbedding)
     assert "already" in (host_embeddings_reason(model) or "")
+
+
+def test_static_decoding_still_applies_with_the_table_on_the_host(qwen_dir: Path):  # noqa: F811
+    from seal_agent.models.static_decode import unsupported_reason
+
+    model = _model(qwen_dir, True, True)
+    runtime = model.runtime()
+    table = runtime.model.get_input_embeddings()
+    assert isinstance(table, HostEmbedding)
+    table.table.to("meta")  # stands in for "another device than the model's"
+    assert unsupported_reason(runtime.model) is None

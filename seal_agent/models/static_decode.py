@@ -70,7 +70,10 @@ def unsupported_reason(model: Any) -> str | None:
     )
     if decoder is None or head is None:
         return "no language model / LM head found"
-    devices = {p.device for p in base.parameters()}
+    host_tables = {
+        id(p) for m in base.modules() if isinstance(m, HostEmbedding) for p in m.parameters()
+    }
+    devices = {p.device for p in base.parameters() if id(p) not in host_tables}
     if len(devices) > 1:
         return "the model is spread over several devices"
     config = base.config.get_text_config(decoder=True)
