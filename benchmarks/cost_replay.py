@@ -49,7 +49,11 @@ from seal_agent.models.option_scoring import _scores_with_cache
 from seal_agent.models.prefix_cache import PrefixKVCache, prompt_layout, shared_prefix
 from seal_agent.models.static_decode import StaticDecoder, generate_with_static_decode
 from seal_agent.models.vision_cache import VisionFeatureCache
-from seal_agent.search.protocol import ModelThresholds, PatchPrediction
+from seal_agent.search.protocol import (
+    DeclarationsShowThrough,
+    ModelThresholds,
+    PatchPrediction,
+)
 
 #: Characters per text token (English BPE) and template tokens per message
 #: (``<|im_start|>role\n ... <|im_end|>\n``), plus the generation prompt.
@@ -419,7 +423,7 @@ class _PairEncoding:
         return int(getattr(self.decider, "nbytes", 0)) + int(getattr(self.cost, "nbytes", 0))
 
 
-class ReplaySearchModel:
+class ReplaySearchModel(DeclarationsShowThrough):
     """The reference search model decides; a real OWL network pays every pass.
 
     Has the split API (``encode_views`` / ``predict_encoded``), so behind the graph's
@@ -440,19 +444,10 @@ class ReplaySearchModel:
     def thresholds(self) -> ModelThresholds:
         return self.decider.thresholds  # type: ignore[no-any-return]
 
-    # The decider's optional protocol declarations decide the search path, so they show
-    # through (the cost network only pays).
     @property
-    def max_upsample(self) -> Any:
-        return getattr(self.decider, "max_upsample", 1.0)
-
-    @property
-    def score_range(self) -> Any:
-        return getattr(self.decider, "score_range", (0.0, 1.0))
-
-    @property
-    def framing_invariant(self) -> Any:
-        return getattr(self.decider, "framing_invariant", False)
+    def declaring_model(self) -> object:
+        """The decider's declarations decide the search path (the cost network pays)."""
+        return self.decider
 
     def _cost_views(self, views: Sequence[Image.Image]) -> list[Image.Image]:
         """The views at the cost network's own input size (what it would be shown)."""

@@ -12,7 +12,7 @@ import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -132,6 +132,34 @@ class SearchModel(Protocol):
     def predict(
         self, views: Sequence[Image.Image], phrases: Sequence[str]
     ) -> list[list[PatchPrediction]]: ...
+
+
+#: The optional declarations a model may make (see ``SearchModel``).
+OPTIONAL_DECLARATIONS = ("max_upsample", "score_range", "framing_invariant")
+
+
+class DeclarationsShowThrough:
+    """Mixin for wrappers that stand between the engine and a search model (caches,
+    recorders, cost replays): the engine reads the optional declarations from the model
+    it is given, so the wrapped model's must show through, or a wrapper would silently
+    change the search (a framing-invariant model charged second looks, say). Subclasses
+    say which model declares in ``declaring_model``; defaults are the protocol's."""
+
+    @property
+    def declaring_model(self) -> object:
+        raise NotImplementedError
+
+    @property
+    def max_upsample(self) -> Any:
+        return getattr(self.declaring_model, "max_upsample", 1.0)
+
+    @property
+    def score_range(self) -> Any:
+        return getattr(self.declaring_model, "score_range", (0.0, 1.0))
+
+    @property
+    def framing_invariant(self) -> Any:
+        return getattr(self.declaring_model, "framing_invariant", False)
 
 
 def accepts_scales(model: object) -> bool:

@@ -41,11 +41,11 @@ from PIL import Image
 
 from seal_agent.errors import InvalidImageError
 from seal_agent.search.protocol import (
+    DeclarationsShowThrough,
     ModelThresholds,
     PatchPrediction,
     SearchModel,
     accepts_scales,
-    declared_framing_invariant,
     validate_predictions,
 )
 
@@ -131,7 +131,7 @@ class _Entry:
     done: bool = True  # nothing pending: may be evicted
 
 
-class ViewCachingSearchModel:
+class ViewCachingSearchModel(DeclarationsShowThrough):
     """A ``SearchModel`` that shares view encodings across searches, threads and questions.
 
     Wrap the graph's search model once per graph (``build_graph`` does): every search of
@@ -172,24 +172,14 @@ class ViewCachingSearchModel:
     def thresholds(self) -> ModelThresholds:
         return self.model.thresholds
 
-    # The optional protocol declarations show through (protocol.SearchModel): the engine
-    # reads them from the model it is given, which behind a graph is this wrapper.
     @property
-    def max_upsample(self) -> Any:
-        return getattr(self.model, "max_upsample", 1.0)
-
-    @property
-    def score_range(self) -> Any:
-        return getattr(self.model, "score_range", (0.0, 1.0))
+    def declaring_model(self) -> object:
+        """The optional declarations are the wrapped model's: caching changes no box."""
+        return self.model
 
     @property
     def independent_phrases(self) -> bool:
         return self.independent
-
-    @property
-    def framing_invariant(self) -> bool:
-        """The wrapped model's declaration: caching views changes no box."""
-        return declared_framing_invariant(self.model)
 
     @property
     def cached_bytes(self) -> int:
