@@ -39,6 +39,9 @@ class SteadyDetector:
     input_size: int = 512
     thresholds: ModelThresholds = STEADY_THRESHOLDS
     batches: list[list[Box]] = field(default_factory=list)
+    # boxes seen only in the first native view that holds them (gone when reframed)
+    fickle: dict[Box, float] = field(default_factory=dict)
+    seen: set[Box] = field(default_factory=set)
 
     def predict(
         self, views: Sequence[Image.Image], phrases: Sequence[str]
@@ -55,6 +58,10 @@ class SteadyDetector:
                     for box, score in self.boxes.items()
                     if patch.contains(box)
                 ]
+                for box, score in self.fickle.items():
+                    if patch.contains(box) and box not in self.seen:
+                        self.seen.add(box)
+                        dets.append(Detection(frame.to_view(box), score))
             out.append([PatchPrediction(tuple(dets), np.zeros((8, 8))) for _ in phrases])
         return out
 
@@ -64,9 +71,14 @@ FALSE = Box(900, 150, 940, 190)  # in the first row: met first, confirmed twice
 CLUTTER = Box(150, 150, 190, 190)  # a sub-threshold box in the first tile
 
 
-def _search(boxes: dict[Box, float], strategy: str = "vstar", **config: object):
+def _search(
+    boxes: dict[Box, float],
+    strategy: str = "vstar",
+    fickle: dict[Box, float] | None = None,
+    **config: object,
+):
     pyramid = VirtualPyramid(2000, 1500)
-    model = SteadyDetector(pyramid, boxes)
+    model = SteadyDetector(pyramid, boxes, fickle=fickle or {})
     settings = SearchConfig(strategy=strategy, **{**UNLIMITED, **config})  # type: ignore[arg-type]
     return VStarSearch(model, settings).search(pyramid, "face"), model
 
@@ -135,3 +147,17 @@ def test_a_framing_invariant_model_stops_at_its_first_confident_box() -> None:
     model = Trusted(pyramid, {CLUTTER: 0.75, FALSE: 0.85, TARGET: 0.97})
     result = VStarSearch(model, SearchConfig(**UNLIMITED)).search(pyramid, "face")
     assert result.box == FALSE  # trusted: never confidently wrong, so no holding
+
+
+def test_a_box_its_second_look_dismissed_counts_at_that_look() -> None:
+    """A 0.95 box that a second framing does not repeat is no rival: the face seen at
+    0.88 twice after it stands out (against what was left of it) and ends the search at
+    once; a steady 0.8 rival keeps it held until every tile was scored."""
+    middle = Box(1000, 700, 1040, 740)
+    result, _ = _search({middle: 0.88}, fickle={CLUTTER: 0.95})
+    assert result.box == middle
+    assert result.dismissed == 1
+    assert result.patches_scored < 20
+    held, _ = _search({CLUTTER: 0.8, middle: 0.88})
+    assert held.box == middle
+    assert held.patches_scored > 20

@@ -330,10 +330,12 @@ class _SearchRun:
         self.confirmations = 0
         self.dismissed = 0
         self.pending: dict[int, _Candidate] = {}
-        # The stop rule (_settle): a confirmed box held until it stands out, and the
-        # best box of each native-detail view seen so far (what it must stand out from).
+        # The stop rule (_settle): a confirmed box held until it stands out; the best
+        # box of each native-detail view seen so far (what it must stand out from) and
+        # the verdicts of second looks (a box's evidence is the weaker of its looks).
         self.held: _Hit | None = None
         self.native_seen: list[_Det] = []
+        self.second_looks: list[_Det] = []
         hold = cfg.hold_until_clear
         self.stop_rule = self.second_look and (self.strategy == "vstar" if hold is None else hold)
         floor = cfg.zoom_min_confidence
@@ -520,6 +522,8 @@ class _SearchRun:
             # confirmations could chain without end on a model that fires everywhere.
             again = [d for d in detections if _same_object(d.box, confirming.box)]
             best = max(again, key=lambda d: d.score, default=None)
+            verdict = best.score if best is not None else self.score_range[0]
+            self.second_looks.append(_Det(confirming.box, verdict))
         if best is not None and best.score > self.th.confidence_high:
             instances: list[ScoredBox] = []
             if node.kind == "root":  # the reference returns every instance at the root only
@@ -1010,10 +1014,12 @@ class _SearchRun:
         vstar departs from seal: with a model that is not ``framing_invariant``, a box
         confirmed by two differently framed native looks ends the search only when it
         stands out from everything else the model has shown at native detail in this
-        search (``_stands_out``) and no box still awaiting its confirmation scored
-        above it (``_better_pending``). Otherwise it is held: the search goes on, the
-        stronger of two confirmed boxes (by the weaker of each one's looks) is kept,
-        and a budget or deadline stop or an exhausted frontier returns the held box.
+        search (``_stands_out``; each box by the weaker of its looks, so a box its
+        second look dismissed is no rival at its first score) and no box still awaiting
+        its confirmation scored above it (``_better_pending``). Otherwise it is held:
+        the search goes on, the stronger of two confirmed boxes (by the weaker of each
+        one's looks) is kept, and a budget or deadline stop or an exhausted frontier
+        returns the held box.
 
         A real detector's false boxes that survive reframing (the Haar cascade on
         textures: about half of them) are rarely its clearest box of the image: a
@@ -1021,15 +1027,17 @@ class _SearchRun:
         it sees well scores 0.98 or more. The reference, and the sliding window, stop
         at the first confirmed box. Measured on benchmarks/real_photos.py (Haar faces,
         16 scenes per seed block): seeds 0-15, vstar 9 -> 11 faces (sliding window
-        10), 50.4 -> 77.1 patches, 9.2 -> 13.1 forward passes; seeds 16-31, 9 -> 11
+        10), 50.4 -> 62.1 patches, 9.2 -> 11.1 forward passes; seeds 16-31, 9 -> 11
         (sliding window 10), 53.6 -> 70.6 patches, 9.4 -> 12.0 passes. The pending-box
         check alone: 10 and 9 faces. Margins from 0.3 to 1.5 in log-odds: 10-11 faces
-        per block. On 64 smaller scenes (2000x1500, seeds 0-63), where few false boxes
-        come before the face: 49 faces without the rule, 48 with it (a face seen at
-        0.90/0.81 lost to a texture at 0.84/0.95 met later). The sliding window given
-        the same rule (``hold_until_clear=True``): 11 and 12 faces, 86.7 and 80.0
-        patches. Shape world (search_length.py --mode all --n 12): reference and weak
-        unchanged; fallible success unchanged, patches 10.7 -> 11.3, passes 5.5 -> 5.6.
+        per block. Rivals at their first look's score (dismissed boxes too): the same
+        faces for 77.1 patches and 13.1 passes on seeds 0-15. On 64 smaller scenes
+        (2000x1500, seeds 0-63), where few false boxes come before the face: 49 faces
+        without the rule, 48 with it (a face seen at 0.90/0.81 lost to a texture at
+        0.84/0.95 met later). The sliding window given the same rule
+        (``hold_until_clear=True``): 11 and 11 faces, 79.1 and 69.0 patches. Shape
+        world (search_length.py --mode all --n 12): reference and weak unchanged;
+        fallible success unchanged, patches 10.7 -> 11.3, passes 5.5 -> 5.6.
         """
         if hit is not None and (self.held is None or hit.strength > self.held.strength):
             self.held = hit
@@ -1047,10 +1055,15 @@ class _SearchRun:
 
     def _stands_out(self, held: _Hit) -> bool:
         """Whether ``held`` stands out from the other native views' best boxes."""
-        others = [d.score for d in self.native_seen if not _same_object(d.box, held.box)]
+        others = [self._evidence(d) for d in self.native_seen if not _same_object(d.box, held.box)]
         if not others:
             return True
         return self._logit(held.strength) - self._logit(max(others)) >= STAND_OUT_LOGIT
+
+    def _evidence(self, det: _Det) -> float:
+        """A box's score, or the weaker of its looks where a second look judged it."""
+        looks = [r.score for r in self.second_looks if _same_object(r.box, det.box)]
+        return min([det.score, *looks])
 
     def _logit(self, score: float) -> float:
         low, high = self.score_range
