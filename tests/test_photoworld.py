@@ -178,3 +178,29 @@ def test_a_texture_false_box_does_not_survive_a_second_framing() -> None:
     second = reframed_window(false, tile, 4000, 3000, 512)
     assert second is not None
     assert not confident(second, false)
+
+
+@pytest.mark.slow
+def test_a_confirmed_false_box_that_does_not_stand_out_does_not_end_the_search() -> None:
+    """A 1600x8000 panorama whose face (0.99 at both native looks) shares a forward pass
+    with the second look at a texture the cascade confirms at 0.82 and 0.86: vstar
+    stopping at the first twice-confirmed box returns the texture; holding it until a
+    box stands out (the default) returns the face."""
+    scene = build_scene(14, width=1600, height=8000)
+    pyramid = ImagePyramid(scene.image)
+    results = {
+        hold: VStarSearch(MODEL, SearchConfig(deadline_s=None, hold_until_clear=hold)).search(
+            pyramid, "face"
+        )
+        for hold in (False, None)
+    }
+    first = results[False]
+    assert first.found
+    assert first.box is not None
+    assert first.box.iou(scene.face) == 0.0
+    held = results[None]
+    assert held.found
+    assert held.box is not None
+    assert held.box.iou(scene.face) > 0.5
+    assert held.confidence is not None
+    assert held.confidence > first.confidence  # type: ignore[operator]

@@ -88,6 +88,16 @@ class SearchConfig(BaseModel):
             "confirms it; a failed confirmation dismisses it"
         ),
     )
+    hold_until_clear: bool | None = Field(
+        None,
+        description=(
+            "with a model that is not framing_invariant, a box two native looks confirmed "
+            "ends the search only once it stands out from every other box the model has "
+            "shown at native detail (by 1 in log-odds) and no pending box scored above it; "
+            "until then it is held, and the search's end returns the strongest held box "
+            "(None: vstar only; True/False: any strategy but seal)"
+        ),
+    )
     signal_descent: bool = Field(
         True,
         description=(

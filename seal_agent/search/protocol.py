@@ -107,9 +107,11 @@ class SearchModel(Protocol):
       detector that is never confidently wrong), so a second, differently framed
       native look at a confident native box would only repeat it and is skipped; such
       a model is also trusted to steer by a sub-threshold map when no context cue is
-      given (a fallible one's weak map leads to its false boxes: native tiles instead).
-      Real detectors' boxes come and go with the framing (issue 7), so the default
-      asks for the second look.
+      given (a fallible one's weak map leads to its false boxes: native tiles instead),
+      and its first confirmed box ends a vstar search (a fallible model's is held
+      until it stands out from every other box the model showed at native detail,
+      ``SearchConfig.hold_until_clear``). Real detectors' boxes come and go with the
+      framing (issue 7), so the default asks for the second look.
 
     Thread-safety: one model instance serves every concurrent graph branch, so
     ``predict`` may be called from several threads at once and must not keep per-call
