@@ -106,6 +106,31 @@ class SearchConfig(BaseModel):
             "target whose cue never weakens (free when the cue comes from the listing)"
         ),
     )
+    framings: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description=(
+            "vstar, for a model that is not framing_invariant: a closer look (candidate "
+            "zoom, heatmap-peak window) is scored through this many differently framed "
+            "native windows in one forward pass, and two that see the box confidently "
+            "confirm it (1: one window, confirmed by a later pass). Measured on shape "
+            "world's fallible mode (37 targets): 3 framings 6.3 -> 3.1 forward passes and "
+            "16.3 -> 9.5 patches against 1; 2 framings 3.4 passes"
+        ),
+    )
+    full_batches_after: int | None = Field(
+        4,
+        ge=1,
+        description=(
+            "vstar: after this many forward passes every pass takes the next batch_size "
+            "patches in the frontier's order, near-tied or not (None: never). Measured "
+            "on shape world (37 targets): forward passes 2.41 -> 2.41 (reference), "
+            "4.76 -> 4.49 (weak heatmap), 3.38 -> 3.11 (fallible) for patches 4.92 -> "
+            "5.11, 18.8 -> 19.4, 9.6 -> 9.5; after 3: 4.57 and 3.08 passes for 20.5 and "
+            "10.2 patches"
+        ),
+    )
     peek_windows: bool = Field(
         False,
         description=(
