@@ -248,7 +248,7 @@ def test_search_passes_labels_each_pass_with_its_views_kinds() -> None:
 
 def test_a_trusted_weak_maps_single_peak_is_looked_at_with_the_next_batch() -> None:
     """A framing_invariant model's map that singles out one place below the cue threshold
-    gets a native window there (a guess), scored in the pass of the root's children, so
+    gets a native window there (a guess), scored in the pass of the root's best child, so
     a right guess ends the search in two passes and a wrong one costs a patch."""
     right, model = run(TARGET, [TARGET.center], signal_descent=True)
     assert right.found
@@ -256,10 +256,10 @@ def test_a_trusted_weak_maps_single_peak_is_looked_at_with_the_next_batch() -> N
     assert right.forward_passes == 2
     kinds = [s.kind for s in right.trace]
     assert kinds[0] == "root"
-    assert sorted(kinds[1:]) == ["split"] * 4 + ["zoom"]  # the guess and the children
-    assert len(model.calls[1]) == 5
+    assert sorted(kinds[1:]) == ["split", "zoom"]  # the guess and the best child
+    assert len(model.calls[1]) == 2
     wrong, wrong_model = run(TARGET, [DECOY], signal_descent=True)
     assert wrong.found
-    assert len(wrong_model.calls[1]) == 5  # the wrong guess cost no pass of its own
+    assert len(wrong_model.calls[1]) == 2  # the wrong guess cost no pass of its own
     assert wrong.trace[1].kind == "zoom"
     assert wrong.trace[1].best_score is None

@@ -245,15 +245,28 @@ def test_a_weak_target_cue_without_context_does_not_steer() -> None:
 
 def test_a_weak_target_cue_with_a_context_cue_still_steers() -> None:
     model = ScriptedModel(peaked_weak)
-    config = SearchConfig(strategy="vstar", max_calls=6, deadline_s=None)
+    config = SearchConfig(strategy="vstar", max_calls=5, deadline_s=None)
     result = VStarSearch(model, config).search(
         VirtualPyramid(4000, 3000), "star", context_cue=lambda _t: "table"
     )
     assert result.trace[0].cue == "context"
     assert result.trace[1].kind == "split"  # descends 2x2 by the blended map
-    # (the weak root cue cannot rank the root's four children: they share pass 2)
-    assert [s.kind for s in result.trace[1:5]] == ["split"] * 4
-    # then, below each, towards its bottom-right quarter, where both phrases' maps peak
+    # towards the bottom-right quarter, where both phrases' maps peak
+    assert (result.trace[1].patch.x2, result.trace[1].patch.y2) == (4000, 3000)
+
+
+def test_a_weak_root_cues_children_can_be_tied_into_one_pass() -> None:
+    """tie_weak_root: the root's weak map (context mixed in) does not rank its children;
+    they share the second pass, and below each the blended map steers."""
+    model = ScriptedModel(peaked_weak)
+    config = SearchConfig(strategy="vstar", max_calls=6, deadline_s=None, tie_weak_root=True)
+    result = VStarSearch(model, config).search(
+        VirtualPyramid(4000, 3000), "star", context_cue=lambda _t: "table"
+    )
+    children = result.trace[1:5]
+    assert [s.kind for s in children] == ["split"] * 4
+    assert len({s.priority for s in children}) == 1
+    assert [n for n, _ in model.calls][:2] == [1, 4]
     below, parent = result.trace[5], result.trace[result.trace[5].parent or 0]
     assert below.level == 3
     assert (below.patch.x2, below.patch.y2) == (parent.patch.x2, parent.patch.y2)

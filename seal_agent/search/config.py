@@ -115,8 +115,9 @@ class SearchConfig(BaseModel):
             "zoom, heatmap-peak window) is scored through this many differently framed "
             "native windows in one forward pass, and two that see the box confidently "
             "confirm it (1: one window, confirmed by a later pass). Measured on shape "
-            "world's fallible mode (37 targets): 3 framings 6.3 -> 3.1 forward passes and "
-            "16.3 -> 9.5 patches against 1; 2 framings 3.4 passes"
+            "world's fallible mode (search_passes.py --n 30, 37 targets, this release's "
+            "other rules on): 3 framings 5.65 -> 3.32 forward passes, 20.4 -> 9.7 "
+            "patches, 94.6 -> 97.3 % success against 1; 2 framings 3.6 passes"
         ),
     )
     full_batches_after: int | None = Field(
@@ -125,10 +126,22 @@ class SearchConfig(BaseModel):
         description=(
             "vstar: after this many forward passes every pass takes the next batch_size "
             "patches in the frontier's order, near-tied or not (None: never). Measured "
-            "on shape world (37 targets): forward passes 2.41 -> 2.41 (reference), "
-            "4.76 -> 4.49 (weak heatmap), 3.38 -> 3.11 (fallible) for patches 4.92 -> "
-            "5.11, 18.8 -> 19.4, 9.6 -> 9.5; after 3: 4.57 and 3.08 passes for 20.5 and "
-            "10.2 patches"
+            "on shape world (search_passes.py --n 30, 37 targets) against None: forward "
+            "passes 2.57 -> 2.57 (reference), 4.97 -> 4.86 (weak heatmap), 3.62 -> 3.32 "
+            "(fallible) for patches 4.46 -> 4.68, 18.3 -> 20.0, 9.0 -> 9.7; after 3 "
+            "(with tie_weak_root): 2-3 % fewer passes again for 5-7 % more patches"
+        ),
+    )
+    tie_weak_root: bool = Field(
+        False,
+        description=(
+            "vstar: below a root whose target cue is below its threshold (a context cue "
+            "mixed in), the children are equally likely and share the second forward "
+            "pass. Shape world (37 targets): passes 2.57 -> 2.41 (reference), 4.86 -> "
+            "4.49 (weak heatmap), 3.32 -> 3.11 (fallible) for patches 4.7 -> 5.1, "
+            "20.0 -> 19.4, 9.7 -> 9.5; but the graph's searches "
+            "(vstar_shapeworld.py --n 24) 7.12 -> 8.54 patches per question: off by "
+            "default"
         ),
     )
     peek_windows: bool = Field(

@@ -131,7 +131,11 @@ TIE_BATCH_RATIO: float | None = 0.7
 URGENT_TOGETHER_AFTER = 0
 FRONTIER_ALONG_AFTER = 2
 CLOSER_LOOKS = frozenset({"zoom", "confirm"})
-MUTUAL_CONFIRMATION = True
+#: A pass's views that may confirm each other's confident box (_mutual_confirmation):
+#: closer looks only. Overlapping native tiles of one pass did too at first; on real
+#: photos (real_photos.py --n 16, Haar faces) two tiles then confirmed a false box on a
+#: texture before the face was reached (one face of 16 lost).
+MUTUAL_KINDS = frozenset({"zoom"})
 #: vstar: a spare window's box within this many view pixels of the window's border
 #: (where the window does not reach the image's) may be cut by it.
 CUT_MARGIN = 2.0
@@ -352,10 +356,12 @@ class _SearchRun:
                     limit = min(limit, self.cfg.max_calls - self.patches_scored)
                 # vstar departs from seal: pending closer looks share a pass (they used
                 # to go alone until one had come to nothing: several pending at once come
-                # from the near-tied views of one pass, and one of them usually ends the
-                # search; measured with this release's other rules, 37 shape-world
-                # targets: passes 2.46 -> 2.41 on the reference model, patches 4.89 ->
-                # 5.05, weak heatmap and fallible within 0.03 passes), and after a second
+                # from the near-tied views of one pass or are one closer look's framings
+                # (SearchConfig.framings), and one of them usually ends the search;
+                # measured with this release's other rules, search_passes.py --n 30, 37
+                # shape-world targets: passes 2.59 -> 2.57 (reference), 4.86 -> 4.86
+                # (weak heatmap), 4.19 -> 3.32 (fallible); patches 4.78 -> 4.68, 19.95
+                # -> 20.0, 10.8 -> 9.7), and after a second
                 # failure they take the frontier's next batch along (what the search
                 # would score next if they fail too; wasted patches if one succeeds).
                 # Measured (37 shape-world targets; 16 real photos, Haar faces), before
@@ -500,7 +506,7 @@ class _SearchRun:
             hit = self._visit_one(node, view, frame, per_phrase)
             if hit is not None:
                 hits.append(hit)
-        if not hits and self.second_look and MUTUAL_CONFIRMATION:
+        if not hits and self.second_look:
             mutual = self._mutual_confirmation(first)
             if mutual is not None:
                 hits.append(mutual)
@@ -527,7 +533,9 @@ class _SearchRun:
         fresh = [
             (i, c)
             for i, c in self.pending.items()
-            if i >= first and self._native_view(self.trace[i].patch)
+            if i >= first
+            and self.trace[i].kind in MUTUAL_KINDS
+            and self._native_view(self.trace[i].patch)
         ]
         best: _Hit | None = None
         for a, (ia, ca) in enumerate(fresh):
@@ -768,7 +776,13 @@ class _SearchRun:
             cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
             parent_p = node.priority if node.priority is not None else 1.0
             floor = STRONG_CUE_UNIFORM if strong else WEAK_CUE_UNIFORM
-            if not strong and node.kind == "root" and self.speculate:
+            if (
+                self.cfg.tie_weak_root
+                and not strong
+                and cue == "context"
+                and node.kind == "root"
+                and self.speculate
+            ):
                 # vstar departs from seal: below a root whose target cue is below its
                 # threshold, the children are equally likely (area shares). The root is
                 # the coarsest view: a target there is a few model pixels wide, and
@@ -779,6 +793,8 @@ class _SearchRun:
                 # (search_passes.py --n 30, 37 targets): passes 2.59 -> 2.41
                 # (reference), 4.86 -> 4.49 (weak heatmap), 3.32 -> 3.11 (fallible);
                 # patches 4.68 -> 5.11, 20.0 -> 19.4, 9.7 -> 9.5; success unchanged.
+                # But the graph's searches (vstar_shapeworld.py --n 24 --seed 0) pay
+                # 7.12 -> 8.54 patches per question: off by default (tie_weak_root).
                 floor = 1.0
             nodes = [
                 Node(
