@@ -18,7 +18,9 @@ children. The strategies differ in the frontier's order (frontier.py) and, for
   heatmap-peak windows and batched native tiles chosen by how much each heatmap
   discriminates (signal.py), confident boxes confirmed at native detail before they
   end the search, fallback candidates superseded by closer looks, and forward passes
-  shared by near-tied views and, once closer looks have failed, by closer looks;
+  shared by near-tied views, by pending closer looks (a closer look's several framings,
+  which confirm each other, included), by guesses and what comes next, and filled up
+  once a search has run long;
 * ``bfs``/``dfs``/``random-bfs``/``random-dfs`` visit the same tree as ``vstar`` with the
   same visit, leaf, confirmation, found and fallback rules, in an uninformed order (no
   cue, no zoom);
@@ -295,9 +297,10 @@ class _SearchRun:
         elif self.strategy == "sliding-window":
             self.batch_size = self.tile_batch
         elif self.strategy == "vstar":
-            # vstar batches runs of native tiles, near-tied patches of any kind and,
-            # once closer looks have failed, closer looks (see run()); a patch the cue
-            # singles out still goes alone (each such view decides what comes next).
+            # vstar batches runs of native tiles, near-tied patches of any kind and
+            # pending closer looks (see run()); a patch the cue singles out still goes
+            # alone (each such view decides what comes next) until the search has run
+            # long (full_batches_after).
             self.batch_size = self.tile_batch
         elif cfg.batch_size is not None:
             self.batch_size = cfg.batch_size
