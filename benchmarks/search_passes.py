@@ -55,7 +55,7 @@ class PassRecorder:
         self.model = model
         self.input_size = model.input_size
         self.thresholds = model.thresholds
-        for name in ("max_upsample", "score_range"):
+        for name in ("max_upsample", "score_range", "framing_invariant"):
             if hasattr(model, name):
                 setattr(self, name, getattr(model, name))
         self.calls: list[tuple[int, tuple[str, ...]]] = []

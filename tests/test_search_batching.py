@@ -206,12 +206,21 @@ def test_after_failed_closer_looks_they_share_passes_and_take_the_frontier_along
     assert any({"split", "tile"} & set(p) for p in closer)  # the frontier came along
 
 
-def test_closer_looks_go_alone_until_one_fails(monkeypatch) -> None:
+def test_closer_looks_go_alone_when_told_to(monkeypatch) -> None:
     monkeypatch.setattr(engine_module, "URGENT_TOGETHER_AFTER", 10**6)
     monkeypatch.setattr(engine_module, "FRONTIER_ALONG_AFTER", 10**6)
-    passes = clutter_passes()
+    passes = clutter_passes(full_batches_after=None)
     assert all(len(p) == 1 for p in passes if {"zoom", "confirm"} & set(p))
     assert all(len(p) == 1 for p in clutter_passes(batch_size=1))
+
+
+def test_a_long_search_fills_its_passes_up_to_batch_size() -> None:
+    """After full_batches_after passes, near-ties no longer decide what shares a pass."""
+    free = clutter_passes(full_batches_after=None)
+    full = clutter_passes(full_batches_after=3)
+    assert free[:3] == full[:3]
+    assert all(len(p) == 8 for p in full[3:-1])  # the last one may be cut by max_calls
+    assert len(free[3]) < 8  # near-ties only: the four zooms of the four tied splits
 
 
 def test_pop_batch_takes_every_urgent_node_together_only_when_asked() -> None:
@@ -235,3 +244,22 @@ def test_search_passes_labels_each_pass_with_its_views_kinds() -> None:
     sequence = search_passes.pass_kinds(calls, steps, "star")
     assert sequence == ["root", "context", "split+split+tile", "zoom"]
     assert search_passes.collapse(sequence) == "root | context | splits+tile | zoom"
+
+
+def test_a_trusted_weak_maps_single_peak_is_looked_at_with_the_next_batch() -> None:
+    """A framing_invariant model's map that singles out one place below the cue threshold
+    gets a native window there (a guess), scored in the pass of the root's best child, so
+    a right guess ends the search in two passes and a wrong one costs a patch."""
+    right, model = run(TARGET, [TARGET.center], signal_descent=True)
+    assert right.found
+    assert right.box == TARGET
+    assert right.forward_passes == 2
+    kinds = [s.kind for s in right.trace]
+    assert kinds[0] == "root"
+    assert sorted(kinds[1:]) == ["split", "zoom"]  # the guess and the best child
+    assert len(model.calls[1]) == 2
+    wrong, wrong_model = run(TARGET, [DECOY], signal_descent=True)
+    assert wrong.found
+    assert len(wrong_model.calls[1]) == 2  # the wrong guess cost no pass of its own
+    assert wrong.trace[1].kind == "zoom"
+    assert wrong.trace[1].best_score is None

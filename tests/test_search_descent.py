@@ -231,7 +231,8 @@ def test_a_telling_map_is_followed_one_view_at_a_time_to_a_native_window() -> No
     target = Box(2520, 1230, 2544, 1254)
     pyramid = VirtualPyramid(4000, 3000)
     model = GeometricOracle(pyramid, {"star": [target]})
-    result = VStarSearch(model, SearchConfig(**UNLIMITED)).search(pyramid, "star")
+    config = SearchConfig(framings=1, **UNLIMITED)  # the closer look in one framing
+    result = VStarSearch(model, config).search(pyramid, "star")
     assert result.found
     assert result.forward_passes == result.patches_scored  # one by one where it tells
     assert result.patches_scored <= 4

@@ -19,6 +19,7 @@ from seal_agent.search.config import STRATEGIES, SearchConfig
 from seal_agent.search.engine import VStarSearch
 from seal_agent.search.protocol import Detection, PatchPrediction
 from seal_agent.search.result import TraceStep
+from seal_agent.search.tiling import SAME_FRAMING_IOU
 
 TARGET = Box(2520, 1230, 2544, 1254)  # 24 px in a 4000x3000 image
 
@@ -37,7 +38,7 @@ def oracle_search(
 
 # -- finding -----------------------------------------------------------------------------
 def test_vstar_finds_a_small_target_and_returns_image_pixels() -> None:
-    search, pyramid, _ = oracle_search()
+    search, pyramid, _ = oracle_search(framings=1)  # one view per pass (see below)
     result = search.search(pyramid, "star")
     assert result.found
     assert result.stop_reason == "found"
@@ -61,7 +62,9 @@ def test_the_root_view_alone_cannot_see_the_target() -> None:
 def test_candidate_zoom_confirms_a_sub_threshold_candidate_in_one_step() -> None:
     # 28 px target in 4000 px: 3.6 view px at the root -> a weak (~0.06) candidate.
     big = Box(1000, 2000, 1028, 2028)
-    search, pyramid, _ = oracle_search(objects={"star": [big]}, zoom_min_confidence=0.05)
+    search, pyramid, _ = oracle_search(
+        objects={"star": [big]}, zoom_min_confidence=0.05, framings=1
+    )
     result = search.search(pyramid, "star")
     assert 0.05 < (result.trace[0].best_score or 0) < 0.1
     assert result.found
@@ -73,6 +76,7 @@ def test_candidate_zoom_confirms_a_sub_threshold_candidate_in_one_step() -> None
     assert zoom.contains(big)
     assert result.trace[1].parent == 0
     assert result.trace[0].kind == "root"
+
     assert result.trace[1].kind == "zoom"
     no_zoom, pyramid2, _ = oracle_search(
         objects={"star": [big]},
@@ -83,6 +87,32 @@ def test_candidate_zoom_confirms_a_sub_threshold_candidate_in_one_step() -> None
     slower = no_zoom.search(pyramid2, "star")
     assert slower.found
     assert slower.patches_scored > 2
+
+
+def test_a_closer_look_is_scored_through_several_framings_that_confirm_each_other() -> None:
+    """A model that is not framing_invariant owes a confident box a second framing; the
+    closer look's other framings share its pass, so a hit costs one pass, not two."""
+    big = Box(1000, 2000, 1028, 2028)
+    results = {}
+    for framings in (1, 3):
+        search, pyramid, model = oracle_search(
+            objects={"star": [big]}, zoom_min_confidence=0.05, framings=framings
+        )
+        results[framings] = (search.search(pyramid, "star"), model)
+    one, _ = results[1]
+    three, model = results[3]
+    assert one.found
+    assert three.found
+    assert three.box == big
+    assert (one.forward_passes, one.patches_scored) == (3, 3)  # root | zoom | confirm
+    assert three.forward_passes == 2  # root | zoom + its other framings
+    assert model.calls[0][0] == 1
+    assert model.calls[1][0] in (2, 3)  # as many as hold the root's loose box whole
+    looks = [s.patch for s in three.trace[1:]]
+    assert all(w.contains(big) and (w.width, w.height) == (512, 512) for w in looks)
+    assert all(a.iou(b) < SAME_FRAMING_IOU for i, a in enumerate(looks) for b in looks[i + 1 :])
+    assert three.confirmations == 1
+    assert "confirm" not in [s.kind for s in three.trace]
 
 
 def test_result_boxes_are_clipped_to_the_image() -> None:
@@ -358,7 +388,7 @@ def test_a_batch_of_weak_cue_patches_pays_no_context_pass_when_asked_first() -> 
     counts = {}
     for first in (False, True):
         model = ScriptedModel(flat)
-        config = SearchConfig(max_calls=8, deadline_s=None, context_first=first)
+        config = SearchConfig(max_calls=8, deadline_s=None, context_first=first, framings=1)
         result = VStarSearch(model, config).search(
             VirtualPyramid(4000, 3000), "star", context_cue=lambda t: "table"
         )

@@ -23,7 +23,13 @@ from seal_agent.search.protocol import (
     PatchPrediction,
     declared_framing_invariant,
 )
-from seal_agent.search.tiling import SAME_FRAMING_IOU, native_tiles, reframed_window
+from seal_agent.search.tiling import (
+    SAME_FRAMING_IOU,
+    native_tiles,
+    other_framings,
+    reframed_window,
+    zoom_window,
+)
 from seal_agent.shapeworld.scene import generate_scene
 from seal_agent.shapeworld.search_model import ReferenceSearchModel
 
@@ -84,12 +90,18 @@ def test_a_false_box_that_a_second_framing_does_not_repeat_is_dismissed(strategy
     assert result.box == target
     assert result.dismissed >= 1  # the false box, at its second look
     assert result.confirmations >= 2  # the false box's and the target's
-    # the target ended the search only when a second native view saw it again
-    second = [s for s in result.trace if s.kind == "confirm" and s.patch.contains(target)]
-    assert second
-    assert second[0].best_score is not None
-    assert second[0].best_score > 0.5
-    assert max(second[0].patch.width, second[0].patch.height) <= 512
+    # the target ended the search only once two differently framed native views saw it:
+    # a confirmation view, or another view of the same pass (overlapping tiles, a
+    # closer look's other framings)
+    seen = [
+        s.patch
+        for s in result.trace
+        if s.patch.contains(target)
+        and (s.best_score or 0) > 0.5
+        and max(s.patch.width, s.patch.height) <= 512
+    ]
+    assert len(seen) >= 2
+    assert any(a.iou(b) < SAME_FRAMING_IOU for a in seen for b in seen)
 
 
 def test_seal_and_confirm_false_stop_at_the_first_native_box() -> None:
@@ -123,9 +135,8 @@ def test_a_framing_invariant_model_is_spared_the_second_look() -> None:
         assert result.box.iou(target) > 0.5
         counts[cls.__name__] = (result.patches_scored, result.confirmations)
     assert counts["Invariant"][1] == 0
-    looks = counts["GeometricOracle"][1]
-    assert looks >= 1  # one per tile that saw it (a batch may hold several)
-    assert counts["GeometricOracle"][0] >= counts["Invariant"][0] + looks
+    assert counts["GeometricOracle"][1] >= 1  # by a confirmation view or a second tile
+    assert counts["GeometricOracle"][0] >= counts["Invariant"][0]
 
 
 def test_framing_invariant_must_be_a_bool() -> None:
@@ -244,6 +255,23 @@ def test_a_weak_target_cue_with_a_context_cue_still_steers() -> None:
     assert (result.trace[1].patch.x2, result.trace[1].patch.y2) == (4000, 3000)
 
 
+def test_a_weak_root_cues_children_can_be_tied_into_one_pass() -> None:
+    """tie_weak_root: the root's weak map (context mixed in) does not rank its children;
+    they share the second pass, and below each the blended map steers."""
+    model = ScriptedModel(peaked_weak)
+    config = SearchConfig(strategy="vstar", max_calls=6, deadline_s=None, tie_weak_root=True)
+    result = VStarSearch(model, config).search(
+        VirtualPyramid(4000, 3000), "star", context_cue=lambda _t: "table"
+    )
+    children = result.trace[1:5]
+    assert [s.kind for s in children] == ["split"] * 4
+    assert len({s.priority for s in children}) == 1
+    assert [n for n, _ in model.calls][:2] == [1, 4]
+    below, parent = result.trace[5], result.trace[result.trace[5].parent or 0]
+    assert below.level == 3
+    assert (below.patch.x2, below.patch.y2) == (parent.patch.x2, parent.patch.y2)
+
+
 def test_a_flat_noisy_map_queues_native_tiles_in_raster_order() -> None:
     rng = np.random.default_rng(1)
 
@@ -322,3 +350,36 @@ def test_a_framing_invariant_model_steers_by_its_weak_map_without_a_context_cue(
     assert "split" in {s.kind for s in trusted.trace}
     assert {s.kind for s in fallible.trace} <= {"root", "tile", "confirm", "zoom"}
     assert trusted.patches_scored < fallible.patches_scored / 2
+
+
+@pytest.mark.parametrize(
+    ("box", "size", "least"),
+    [
+        (Box(1000, 1000, 1030, 1030), (4000, 3000), 2),  # room all round
+        (Box(200, 200, 230, 230), (4000, 3000), 1),  # near a corner
+        (Box(3000, 280, 3030, 310), (9000, 600), 2),  # a panorama's strip
+    ],
+)
+def test_other_framings_hold_the_box_and_differ_from_each_other(box, size, least) -> None:
+    width, height = size
+    first = zoom_window(box, width, height, 512)
+    others = other_framings(box, first, width, height, 512, 2)
+    assert least <= len(others) <= 2
+    windows = [first, *others]
+    for w in others:
+        assert w.contains(box)
+        assert (w.width, w.height) == (first.width, first.height)
+        assert Box.full(width, height).contains(w)
+    for i, a in enumerate(windows):
+        for b in windows[i + 1 :]:
+            assert a.iou(b) < SAME_FRAMING_IOU
+    assert other_framings(box, first, width, height, 512, 0) == []
+
+
+def test_no_other_framing_in_an_image_about_one_window_large_or_in_its_corner() -> None:
+    box = Box(250, 250, 280, 280)
+    first = zoom_window(box, 540, 540, 512)
+    assert other_framings(box, first, 540, 540, 512, 2) == []
+    corner = Box(5, 5, 35, 35)  # every window holding it whole is the corner's
+    first = zoom_window(corner, 4000, 3000, 512)
+    assert other_framings(corner, first, 4000, 3000, 512, 2) == []

@@ -72,9 +72,9 @@ class SearchConfig(BaseModel):
         ge=1,
         description=(
             "most patches scored per forward pass where a strategy batches: the "
-            "sliding-window's tiles, and vstar's native tiles, near-tied patches and, "
-            "once closer looks have failed, its closer looks (None: 8, for both; a "
-            "telling cue's best child still goes alone; 1: strictly one by one). For "
+            "sliding-window's tiles, and vstar's native tiles, near-tied patches, pending "
+            "closer looks and their framings (None: 8, for both; a telling cue's best "
+            "child still goes alone; 1: strictly one by one). For "
             "bfs/dfs/random orders it is the patches popped per pass (None: 1); seal "
             "always 1, as the reference"
         ),
@@ -114,6 +114,44 @@ class SearchConfig(BaseModel):
             "False asks it only at the first weak-cue patch, which then pays one more "
             "pass (and patch) for the context phrase. Costs one cue question for a "
             "target whose cue never weakens (free when the cue comes from the listing)"
+        ),
+    )
+    framings: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description=(
+            "vstar, for a model that is not framing_invariant: a closer look (candidate "
+            "zoom, heatmap-peak window) is scored through this many differently framed "
+            "native windows in one forward pass, and two that see the box confidently "
+            "confirm it (1: one window, confirmed by a later pass). Measured on shape "
+            "world's fallible mode (search_passes.py --n 30, 37 targets, this release's "
+            "other rules on): 3 framings 5.65 -> 3.32 forward passes, 20.4 -> 9.7 "
+            "patches, 94.6 -> 97.3 % success against 1; 2 framings 3.6 passes"
+        ),
+    )
+    full_batches_after: int | None = Field(
+        4,
+        ge=1,
+        description=(
+            "vstar: after this many forward passes every pass takes the next batch_size "
+            "patches in the frontier's order, near-tied or not (None: never). Measured "
+            "on shape world (search_passes.py --n 30, 37 targets) against None: forward "
+            "passes 2.57 -> 2.57 (reference), 4.97 -> 4.86 (weak heatmap), 3.62 -> 3.32 "
+            "(fallible) for patches 4.46 -> 4.68, 18.3 -> 20.0, 9.0 -> 9.7; after 3 "
+            "(with tie_weak_root): 2-3 % fewer passes again for 5-7 % more patches"
+        ),
+    )
+    tie_weak_root: bool = Field(
+        False,
+        description=(
+            "vstar: below a root whose target cue is below its threshold (a context cue "
+            "mixed in), the children are equally likely and share the second forward "
+            "pass. Shape world (37 targets): passes 2.57 -> 2.41 (reference), 4.86 -> "
+            "4.49 (weak heatmap), 3.32 -> 3.11 (fallible) for patches 4.7 -> 5.1, "
+            "20.0 -> 19.4, 9.7 -> 9.5; but the graph's searches "
+            "(vstar_shapeworld.py --n 24) 7.12 -> 8.54 patches per question: off by "
+            "default"
         ),
     )
     peek_windows: bool = Field(

@@ -18,7 +18,9 @@ children. The strategies differ in the frontier's order (frontier.py) and, for
   heatmap-peak windows and batched native tiles chosen by how much each heatmap
   discriminates (signal.py), confident boxes confirmed at native detail before they
   end the search, fallback candidates superseded by closer looks, and forward passes
-  shared by near-tied views and, once closer looks have failed, by closer looks;
+  shared by near-tied views, by pending closer looks (a closer look's several framings,
+  which confirm each other, included), by guesses and what comes next, and filled up
+  once a search has run long;
 * ``bfs``/``dfs``/``random-bfs``/``random-dfs`` visit the same tree as ``vstar`` with the
   same visit, leaf, confirmation, found and fallback rules, in an uninformed order (no
   cue, no zoom);
@@ -71,9 +73,11 @@ from seal_agent.search.result import (
 )
 from seal_agent.search.signal import peak_cell, peak_share, peak_signal
 from seal_agent.search.tiling import (
+    SAME_FRAMING_IOU,
     is_native_leaf,
     is_seal_leaf,
     native_tiles,
+    other_framings,
     reframed_window,
     seal_smallest_size,
     sliding_windows,
@@ -124,11 +128,16 @@ PEAK_WINDOW_SHARE = 0.8
 TIE_BATCH_RATIO: float | None = 0.7
 
 #: vstar: closer looks (candidate zooms, confirmations) that a search has seen come to
-#: nothing before its pending closer looks share one pass (1), and before they also
-#: take the frontier's next batch along (2). See run().
-URGENT_TOGETHER_AFTER = 1
+#: nothing before its pending closer looks share one pass (0: always; was 1), and
+#: before they also take the frontier's next batch along (2). See run().
+URGENT_TOGETHER_AFTER = 0
 FRONTIER_ALONG_AFTER = 2
 CLOSER_LOOKS = frozenset({"zoom", "confirm"})
+#: A pass's views that may confirm each other's confident box (_mutual_confirmation):
+#: closer looks only. Overlapping native tiles of one pass did too at first; on real
+#: photos (real_photos.py --n 16, Haar faces) two tiles then confirmed a false box on a
+#: texture before the face was reached (one face of 16 lost).
+MUTUAL_KINDS = frozenset({"zoom"})
 #: vstar: a spare window's box within this many view pixels of the window's border
 #: (where the window does not reach the image's) may be cut by it.
 CUT_MARGIN = 2.0
@@ -302,9 +311,10 @@ class _SearchRun:
         elif self.strategy == "sliding-window":
             self.batch_size = self.tile_batch
         elif self.strategy == "vstar":
-            # vstar batches runs of native tiles, near-tied patches of any kind and,
-            # once closer looks have failed, closer looks (see run()); a patch the cue
-            # singles out still goes alone (each such view decides what comes next).
+            # vstar batches runs of native tiles, near-tied patches of any kind and
+            # pending closer looks (see run()); a patch the cue singles out still goes
+            # alone (each such view decides what comes next) until the search has run
+            # long (full_batches_after).
             self.batch_size = self.tile_batch
         elif cfg.batch_size is not None:
             self.batch_size = cfg.batch_size
@@ -369,27 +379,40 @@ class _SearchRun:
                 limit = self.batch_size
                 if self.cfg.max_calls is not None:
                     limit = min(limit, self.cfg.max_calls - self.patches_scored)
-                # vstar departs from seal: a closer look that the search expects to end
-                # it goes alone, but once closer looks have come to nothing (a detector
-                # whose candidates and confident boxes fail at native detail), the
-                # pending ones share a pass, and after a second failure they take the
-                # frontier's next batch along (what the search would score next if they
-                # fail too; wasted patches if one succeeds). Measured (37 shape-world
-                # targets; 16 real photos, Haar faces): passes 2.95 -> 2.95 (reference),
+                # vstar departs from seal: pending closer looks share a pass (they used
+                # to go alone until one had come to nothing: several pending at once come
+                # from the near-tied views of one pass or are one closer look's framings
+                # (SearchConfig.framings), and one of them usually ends the search;
+                # measured with this release's other rules, search_passes.py --n 30, 37
+                # shape-world targets: passes 2.59 -> 2.57 (reference), 4.86 -> 4.86
+                # (weak heatmap), 4.19 -> 3.32 (fallible); patches 4.78 -> 4.68, 19.95
+                # -> 20.0, 10.8 -> 9.7), and after a second
+                # failure they take the frontier's next batch along (what the search
+                # would score next if they fail too; wasted patches if one succeeds).
+                # Measured (37 shape-world targets; 16 real photos, Haar faces), before
+                # they shared a pass at once: passes 2.95 -> 2.95 (reference),
                 # 4.92 -> 4.89 (weak heatmap), 4.24 -> 4.14 (fallible), 11.4 -> 10.1
                 # (real photos); patches 4.81 -> 4.81, 16.9 -> 17.2, 7.4 -> 7.6, 44.8 ->
                 # 46.6; success unchanged. Taking the frontier along after the first
                 # failure: real photos 9.6 passes for 47.3 patches, but weak heatmap
                 # +5 % patches for -2 % passes and fallible +11 % for -6 %.
                 failed = self.failed_looks if self.speculate else 0
+                fill = self._full_batches()
                 batch = self.frontier.pop_batch(
                     limit,
                     self.batch_kinds,
-                    self.tie_ratio,
+                    None if fill else self.tie_ratio,
                     urgent_together=failed >= URGENT_TOGETHER_AFTER,
                 )
-                closer = any(n.kind in CLOSER_LOOKS and not n.spare for n in batch)
-                if closer and failed >= FRONTIER_ALONG_AFTER and len(batch) < limit:
+                if fill and len(batch) < limit:
+                    batch += self.frontier.pop_batch(limit - len(batch))
+                looks = [n for n in batch if n.kind in CLOSER_LOOKS and not n.spare]
+                along = failed >= FRONTIER_ALONG_AFTER or all(n.guess for n in looks)
+                if looks and along and len(batch) < limit:
+                    # vstar departs from seal: closer looks on guesses (the peak of a
+                    # map whose target cue is below its threshold, _descend_by_signal)
+                    # take along what the search would score next: a wrong guess then
+                    # costs a patch, not a pass. See _descend_by_signal for the effect.
                     batch += self.frontier.pop_batch(
                         limit - len(batch), self.batch_kinds, self.tie_ratio
                     )
@@ -399,13 +422,26 @@ class _SearchRun:
                     # the cue gave to one patch stays one patch.
                     batch += self.frontier.pop_spare(limit - len(batch), self._peek_wanted)
                 hit = self._visit(batch)
-                if closer and hit is None:
+                if looks and hit is None:
                     self.failed_looks += 1
                 if (done := self._settle(hit)) is not None:
                     return self._found(done)
         except _StopSearchError as stop:
             return self._unfinished(stop.reason, stop.message)
         return self._exhausted()
+
+    def _full_batches(self) -> bool:
+        """vstar: whether this pass is filled up to batch_size in the frontier's order.
+
+        vstar departs from seal: a search still running after ``full_batches_after``
+        forward passes has seen its maps' best places come to nothing; what it queued
+        next is ranked by maps that have been wrong, so near-ties no longer decide what
+        shares a pass: every pass takes the next batch_size patches, as the sliding
+        window does, which bounds a long search's passes by its patches / batch_size.
+        See SearchConfig.full_batches_after for the measured effect.
+        """
+        after = self.cfg.full_batches_after
+        return self.speculate and after is not None and self.forward_passes >= after
 
     def _check_budgets(self) -> None:
         cfg = self.cfg
@@ -490,11 +526,55 @@ class _SearchRun:
         ]
         predictions = self._predict([v for v, _ in views], self._phrases(), [f for _, f in views])
         hits: list[_Hit] = []
+        first = len(self.trace)
         for node, (view, frame), per_phrase in zip(batch, views, predictions, strict=True):
             hit = self._visit_one(node, view, frame, per_phrase)
             if hit is not None:
                 hits.append(hit)
+        if not hits and self.second_look:
+            mutual = self._mutual_confirmation(first)
+            if mutual is not None:
+                hits.append(mutual)
         return max(hits, key=lambda h: h.strength) if hits else None
+
+    def _native_view(self, patch: Box) -> bool:
+        """Whether the model sees ``patch`` at native detail (neither shrunk nor enlarged)."""
+        scale = self.input_size / max(patch.width, patch.height)
+        return scale * NATIVE_TOLERANCE >= 1.0 and scale <= self.max_upsample * NATIVE_TOLERANCE
+
+    def _mutual_confirmation(self, first: int) -> _Hit | None:
+        """A confident box seen at native detail by two differently framed views of one
+        forward pass (trace steps from ``first`` on), or None.
+
+        vstar departs from seal (the baselines share it): the second native look that a
+        model which is not ``framing_invariant`` owes a confident box (see
+        _confirmation_window) may be scored in the same pass as the first: two views
+        framed differently (IoU below SAME_FRAMING_IOU), both at native detail, that
+        both see one object confidently confirm each other. vstar's closer looks are
+        scored through several framings at once for this (SearchConfig.framings); the
+        sliding window's overlapping tiles meet it where a target lies in two tiles of
+        one batch. The pending boxes' own confirmation views are then never scored.
+        """
+        fresh = [
+            (i, c)
+            for i, c in self.pending.items()
+            if i >= first
+            and self.trace[i].kind in MUTUAL_KINDS
+            and self._native_view(self.trace[i].patch)
+        ]
+        best: _Hit | None = None
+        for a, (ia, ca) in enumerate(fresh):
+            for ib, cb in fresh[a + 1 :]:
+                pa, pb = self.trace[ia].patch, self.trace[ib].patch
+                if not _same_object(ca.box, cb.box) or pa.iou(pb) >= SAME_FRAMING_IOU:
+                    continue
+                win, other = (ca, cb) if ca.score >= cb.score else (cb, ca)
+                if best is None or min(win.score, other.score) > best.strength:
+                    # the weaker framing is the box's other look (the stop rule's strength)
+                    best = _Hit(win.box, win.score, win.step, win.instances or [], other.score)
+        if best is not None:
+            self.confirmations += 1
+        return best
 
     def _visit_one(
         self,
@@ -569,7 +649,7 @@ class _SearchRun:
             if not self._is_leaf(node):
                 cue, cue_phrase = self._expand(node, index, view, frame, per_phrase)
             if best is not None and (zoom := self._zoom_window(best, node, detail)) is not None:
-                self._push_zoom(zoom, node, index)
+                self._push_zoom(zoom, node, index, best.box)
         step = TraceStep(
             index=index,
             parent=node.parent,
@@ -727,6 +807,26 @@ class _SearchRun:
             cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
             parent_p = node.priority if node.priority is not None else 1.0
             floor = STRONG_CUE_UNIFORM if strong else WEAK_CUE_UNIFORM
+            if (
+                self.cfg.tie_weak_root
+                and not strong
+                and cue == "context"
+                and node.kind == "root"
+                and self.speculate
+            ):
+                # vstar departs from seal: below a root whose target cue is below its
+                # threshold, the children are equally likely (area shares). The root is
+                # the coarsest view: a target there is a few model pixels wide, and
+                # what its weak map (and the context mixed in) prefers is mostly not
+                # where the target is; ranked by it, the children went one by one or
+                # two by two. Equal, they tie and share pass 2, and each one's own map
+                # ranks what lies below it. Measured with this release's other rules
+                # (search_passes.py --n 30, 37 targets): passes 2.59 -> 2.41
+                # (reference), 4.86 -> 4.49 (weak heatmap), 3.32 -> 3.11 (fallible);
+                # patches 4.68 -> 5.11, 20.0 -> 19.4, 9.7 -> 9.5; success unchanged.
+                # But the graph's searches (vstar_shapeworld.py --n 24 --seed 0) pay
+                # 7.12 -> 8.54 patches per question: off by default (tie_weak_root).
+                floor = 1.0
             nodes = [
                 Node(
                     c,
@@ -811,7 +911,20 @@ class _SearchRun:
                 ]
             )
             return True
-        if per_phrase[0].cue_strength > self.th.cue_threshold_at(node.level):
+        strong = per_phrase[0].cue_strength > self.th.cue_threshold_at(node.level)
+        # vstar departs from seal: a model that declares ``framing_invariant`` is also
+        # looked at through a native window on its map's single peak when its target cue
+        # is below the threshold (a guess): for such a model the sub-threshold peak is
+        # the target's own evidence more often than not. The guess shares its pass with
+        # what the search would score next (run()), so a wrong one costs a patch, not a
+        # pass. Measured (search_passes.py --n 30, 37 targets; the other rules of this
+        # release on): reference model 2.89 -> 2.59 forward passes, 4.51 -> 4.41
+        # patches, 5 targets of 37 found in 2 passes instead of 3; as urgent closer
+        # looks that went alone, 2.97 (a wrong guess cost a pass). Weak-heatmap mode
+        # unchanged (its maps never single out one window). Not for fallible models:
+        # their native views of the peak's clutter hold their false boxes (fallible mode
+        # 97.3 -> 91.9 % success).
+        if strong or self.framing_invariant:
             target = normalise_heatmap(per_phrase[0].heatmap)
             cell = peak_cell(target, node.patch)
             window = zoom_window(cell, self.width, self.height, self.input_size)
@@ -821,8 +934,7 @@ class _SearchRun:
                 and peak_share(target, node.patch, window) >= PEAK_WINDOW_SHARE
                 and not any(w.contains(cell) for w in self.zoom_windows)
             ):
-                self.zoom_windows.append(window)
-                self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom"))
+                self._push_zoom(window, node, index, cell, guess=not strong)
         return False
 
     def _queue_peeks(
@@ -992,9 +1104,26 @@ class _SearchRun:
             return None
         return window
 
-    def _push_zoom(self, window: Box, node: Node, index: int) -> None:
+    def _push_zoom(
+        self, window: Box, node: Node, index: int, around: Box | None = None, guess: bool = False
+    ) -> None:
+        """Queue a closer look through ``window`` at ``around`` (a candidate's box or a
+        map's peak cell), with its other framings where the model owes a second look."""
         self.zoom_windows.append(window)
-        self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom"))
+        self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom", guess=guess))
+        extra = self.cfg.framings - 1
+        if around is None or extra < 1 or not (self.speculate and self.second_look):
+            return
+        # vstar departs from seal: for a model that is not ``framing_invariant`` a
+        # confident box at native detail ends the search only once a second framing sees
+        # it again (_confirmation_window), which cost a pass of its own after every
+        # closer look. The other framings are scored in the closer look's pass instead
+        # (pending closer looks share a pass, URGENT_TOGETHER_AFTER), and two that see
+        # the box confirm it (_mutual_confirmation). See SearchConfig.framings.
+        for other in other_framings(
+            around, window, self.width, self.height, self.input_size, extra
+        ):
+            self.frontier.push_urgent(Node(other, node.level + 1, index, kind="zoom", guess=guess))
 
     def _supersede(self, patch: Box, detail: float, gain: float = MIN_ZOOM_GAIN) -> None:
         # vstar departs from seal (and the baselines share it): a candidate seen in a

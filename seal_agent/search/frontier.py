@@ -33,6 +33,9 @@ class Node:
     confirms: int | None = None
     # A speculative view that rides along where a pass has room (Frontier.push_spare).
     spare: bool = False
+    # A closer look on a guess (the peak of a map whose target cue is below its
+    # threshold): it shares its forward pass with what the search would score next.
+    guess: bool = False
     # Cue heatmaps of the parent and all its ancestors, for the children's priorities.
     lineage: tuple[HeatmapMass, ...] = field(default=())
 

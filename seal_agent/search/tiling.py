@@ -137,10 +137,45 @@ def reframed_window(
     return None
 
 
+def other_framings(
+    candidate: Box, first: Box, width: int, height: int, input_size: int, count: int
+) -> list[Box]:
+    """Up to ``count`` native windows holding ``candidate`` whole, each framed differently
+    (IoU below SAME_FRAMING_IOU) from ``first`` and from one another.
+
+    Tried in order: ``reframed_window``'s slide away from ``first``, then the windows
+    that put the candidate near each corner (an eighth of the side from its edges).
+    Fewer when the image leaves no room (about one window large).
+    """
+    chosen: list[Box] = []
+    if count < 1:
+        return chosen
+    slid = reframed_window(candidate, first, width, height, input_size)
+    options = [] if slid is None else [slid]
+    centred = zoom_window(candidate, width, height, input_size)
+    w, h = centred.width, centred.height
+    mx, my = w / 8, h / 8
+    for fx, fy in ((0, 0), (1, 1), (1, 0), (0, 1)):
+        x1 = candidate.x1 - mx if fx else candidate.x2 + mx - w
+        y1 = candidate.y1 - my if fy else candidate.y2 + my - h
+        x1 = min(max(0.0, x1), width - w)
+        y1 = min(max(0.0, y1), height - h)
+        options.append(Box(math.floor(x1), math.floor(y1), math.floor(x1) + w, math.floor(y1) + h))
+    for window in options:
+        if len(chosen) >= count:
+            break
+        if not window.contains(candidate):
+            continue
+        if all(window.iou(other) < SAME_FRAMING_IOU for other in (first, *chosen)):
+            chosen.append(window)
+    return chosen
+
+
 __all__ = [
     "is_native_leaf",
     "is_seal_leaf",
     "native_tiles",
+    "other_framings",
     "reframed_window",
     "seal_smallest_size",
     "sliding_windows",
