@@ -142,6 +142,18 @@ class SearchConfig(BaseModel):
             "(with tie_weak_root): 2-3 % fewer passes again for 5-7 % more patches"
         ),
     )
+    guess_windows: bool = Field(
+        False,
+        description=(
+            "vstar, for a framing_invariant model: a map whose bright cells lie in one "
+            "native window while the target cue is below its threshold gets that window "
+            "as a guess, scored with the next batch. Shape world's reference model "
+            "(search_passes.py --n 30): 2.89 -> 2.59 forward passes; but the graph's "
+            "searches, whose next batches ride along with the guesses, pay for it in "
+            "patches (cost_per_question.py: encoder passes per question 0.80x -> 1.08x "
+            "of release 0.1.0's, against issue 12's 0.8x): off by default"
+        ),
+    )
     tie_weak_root: bool = Field(
         False,
         description=(

@@ -128,9 +128,14 @@ PEAK_WINDOW_SHARE = 0.8
 TIE_BATCH_RATIO: float | None = 0.7
 
 #: vstar: closer looks (candidate zooms, confirmations) that a search has seen come to
-#: nothing before its pending closer looks share one pass (0: always; was 1), and
-#: before they also take the frontier's next batch along (2). See run().
-URGENT_TOGETHER_AFTER = 0
+#: nothing before its pending closer looks share one pass, and before they also take
+#: the frontier's next batch along (2). See run(). A model that is not
+#: ``framing_invariant`` has its closer looks scored through several framings that must
+#: meet in one pass (SearchConfig.framings): always together (0; fallible mode 4.19 ->
+#: 3.32 passes). A framing-invariant model's first closer look usually ends the search,
+#: so it goes alone (1): together, the graph's searches scored 0.5 more windows per
+#: question for no pass saved (cost_per_question.py).
+URGENT_TOGETHER_AFTER = {False: 0, True: 1}  # keyed by framing_invariant
 FRONTIER_ALONG_AFTER = 2
 CLOSER_LOOKS = frozenset({"zoom", "confirm"})
 #: A pass's views that may confirm each other's confident box (_mutual_confirmation):
@@ -402,7 +407,7 @@ class _SearchRun:
                     limit,
                     self.batch_kinds,
                     None if fill else self.tie_ratio,
-                    urgent_together=failed >= URGENT_TOGETHER_AFTER,
+                    urgent_together=failed >= URGENT_TOGETHER_AFTER[self.framing_invariant],
                 )
                 if fill and len(batch) < limit:
                     batch += self.frontier.pop_batch(limit - len(batch))
@@ -438,10 +443,19 @@ class _SearchRun:
         next is ranked by maps that have been wrong, so near-ties no longer decide what
         shares a pass: every pass takes the next batch_size patches, as the sliding
         window does, which bounds a long search's passes by its patches / batch_size.
-        See SearchConfig.full_batches_after for the measured effect.
+        See SearchConfig.full_batches_after for the measured effect. Not for a
+        ``framing_invariant`` model: its maps steer a long search level by level (the
+        reference model's passes were the same with full batches), so they only added
+        patches: the graph's searches 10.1 -> 12.6 encoder passes per question
+        (cost_per_question.py), against issue 12's 0.8x of release 0.1.0's.
         """
         after = self.cfg.full_batches_after
-        return self.speculate and after is not None and self.forward_passes >= after
+        return (
+            self.speculate
+            and not self.framing_invariant
+            and after is not None
+            and self.forward_passes >= after
+        )
 
     def _check_budgets(self) -> None:
         cfg = self.cfg
@@ -924,7 +938,7 @@ class _SearchRun:
         # unchanged (its maps never single out one window). Not for fallible models:
         # their native views of the peak's clutter hold their false boxes (fallible mode
         # 97.3 -> 91.9 % success).
-        if strong or self.framing_invariant:
+        if strong or (self.framing_invariant and self.cfg.guess_windows):
             target = normalise_heatmap(per_phrase[0].heatmap)
             cell = peak_cell(target, node.patch)
             window = zoom_window(cell, self.width, self.height, self.input_size)
