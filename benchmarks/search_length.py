@@ -55,7 +55,7 @@ from seal_agent.imaging.geometry import Box, view_size  # noqa: E402
 from seal_agent.imaging.pyramid import ImagePyramid  # noqa: E402
 from seal_agent.search.config import STRATEGIES, SearchConfig  # noqa: E402
 from seal_agent.search.engine import VStarSearch  # noqa: E402
-from seal_agent.search.protocol import SearchModel  # noqa: E402
+from seal_agent.search.protocol import DeclarationsShowThrough, SearchModel  # noqa: E402
 from seal_agent.shapeworld.perception.degradations import (  # noqa: E402
     Fallibility,
     WeakHeatmap,
@@ -163,7 +163,7 @@ def context_cue_for(scene: Scene) -> Callable[[str], str | None]:
 
 
 # -- a shared prediction cache with honest time accounting ----------------------------------
-class CachedModel:
+class CachedModel(DeclarationsShowThrough):
     """Memoises a model's answers per (view pixels, phrases) within one scene.
 
     The strategies score many of the same patches (bfs, dfs, the random orders and vstar
@@ -177,14 +177,15 @@ class CachedModel:
         self.model = model
         self.input_size = model.input_size
         self.thresholds = model.thresholds
-        # Optional protocol parts (issue 7): passed through only where the model has them.
-        for name in ("max_upsample", "score_range", "framing_invariant"):
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
         self._scales = _accepts_scales(model)
         self._cache: dict[tuple[bytes, tuple[str, ...], Any], tuple[list[Any], float]] = {}
         self.spent = 0.0  # seconds really spent in the model
         self.charged = 0.0  # seconds an uncached run would have spent
+
+    @property
+    def declaring_model(self) -> object:
+        """The optional protocol parts (issue 7) are the wrapped model's."""
+        return self.model
 
     def clear(self) -> None:
         self._cache.clear()

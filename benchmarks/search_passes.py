@@ -43,22 +43,24 @@ from seal_agent.imaging.geometry import Box  # noqa: E402
 from seal_agent.imaging.pyramid import ImagePyramid  # noqa: E402
 from seal_agent.search.config import SearchConfig  # noqa: E402
 from seal_agent.search.engine import VStarSearch  # noqa: E402
+from seal_agent.search.protocol import DeclarationsShowThrough  # noqa: E402
 from seal_agent.search.result import TraceStep  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "search_passes.json"
 
 
-class PassRecorder:
+class PassRecorder(DeclarationsShowThrough):
     """Wraps a search model and records each predict call's view count and phrases."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.input_size = model.input_size
         self.thresholds = model.thresholds
-        for name in ("max_upsample", "score_range", "framing_invariant"):
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
         self.calls: list[tuple[int, tuple[str, ...]]] = []
+
+    @property
+    def declaring_model(self) -> object:
+        return self.model
 
     def predict(self, views: Any, phrases: Any, **kwargs: Any) -> Any:
         self.calls.append((len(views), tuple(phrases)))

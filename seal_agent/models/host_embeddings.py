@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from seal_agent.models.loading import unwrapped_model
+
 
 class HostEmbedding(nn.Module):
     """An ``nn.Embedding`` whose table lives on the CPU; looks up there and hands the
@@ -43,14 +45,9 @@ class HostEmbedding(nn.Module):
         return self.lookup(input_ids).to(input_ids.device)
 
 
-def _unwrapped(model: Any) -> Any:
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
 def host_embeddings_reason(model: Any) -> str | None:
     """Why the input embeddings of ``model`` cannot move to host memory (None: they can)."""
-    base = _unwrapped(model)
+    base = unwrapped_model(model)
     get_in = getattr(base, "get_input_embeddings", None)
     get_out = getattr(base, "get_output_embeddings", None)
     table = get_in() if callable(get_in) else None
@@ -73,7 +70,7 @@ def move_input_embeddings_to_host(model: Any) -> bool:
     where ``host_embeddings_reason`` names a reason."""
     if host_embeddings_reason(model) is not None:
         return False
-    base = _unwrapped(model)
+    base = unwrapped_model(model)
     table = base.get_input_embeddings()
     device = table.weight.device
     base.set_input_embeddings(HostEmbedding(table))

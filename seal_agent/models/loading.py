@@ -8,11 +8,18 @@ one sentence naming the checkpoint and the likely cause.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from seal_agent.errors import SealError
 
 T = TypeVar("T")
+
+
+def unwrapped_model(model: Any) -> Any:
+    """The transformers model under a peft wrapper (a plain model as is): where its
+    config, embeddings and submodules are, which a ``PeftModel`` only forwards."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
 
 
 def load_or_raise(

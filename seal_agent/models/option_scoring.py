@@ -30,6 +30,7 @@ from seal_agent.models.chat import (
     encode_prompt,
 )
 from seal_agent.models.content import to_conversation
+from seal_agent.models.loading import unwrapped_model
 from seal_agent.models.prefix_cache import PrefixKVCache, generate_with_prefix_cache
 
 
@@ -114,8 +115,7 @@ def best_option(
 
 
 def _forward_parameters(model: Any) -> set[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return set(inspect.signature(base.forward).parameters)
+    return set(inspect.signature(unwrapped_model(model).forward).parameters)
 
 
 def _scores_with_cache(
@@ -204,16 +204,20 @@ def _continuations_together(
     """
     import torch
 
-    from seal_agent.models.prefix_cache import _unwrapped
-    from seal_agent.models.static_decode import rope_delta, uses_mrope
+    from seal_agent.models.static_decode import (
+        SUPPORTED_ATTENTION,
+        attention_mask,
+        rope_delta,
+        uses_mrope,
+    )
 
     pieces = [ids[:-1] for ids in option_ids if len(ids) > 1]
     if len(pieces) < 2:
         return None
-    base = _unwrapped(model)
+    base = unwrapped_model(model)
     config = base.config.get_text_config(decoder=True)
     attention = getattr(config, "_attn_implementation", None)
-    if attention not in ("sdpa", "eager"):
+    if attention not in SUPPORTED_ATTENTION:
         return None
     mrope = uses_mrope(base)
     device = cache.layers[0].keys.device
@@ -233,12 +237,7 @@ def _continuations_together(
         [torch.ones(count, prompt_length, dtype=torch.bool, device=device), same & earlier],
         dim=1,
     )
-    dtype = next(base.parameters()).dtype
-    if attention == "eager":
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-        mask = mask.masked_fill(~allowed, torch.finfo(dtype).min)
-    else:
-        mask = allowed
+    mask = attention_mask(allowed, attention, next(base.parameters()).dtype)
     positions = offset + prompt_length
     if mrope:
         position_ids = (positions + rope_delta(base)).view(1, 1, -1).expand(3, 1, -1)
@@ -246,7 +245,7 @@ def _continuations_together(
         position_ids = positions.view(1, -1)
     out = model(
         input_ids=torch.tensor([tokens], device=device),
-        attention_mask=mask[None, None],
+        attention_mask=mask,
         position_ids=position_ids,
         use_cache=True,
         **{cache_name: cache},

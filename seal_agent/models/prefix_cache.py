@@ -42,6 +42,8 @@ from typing import Any
 
 import torch
 
+from seal_agent.models.loading import unwrapped_model
+
 #: ~8 Qwen2.5-VL-7B prompts of ~1,100 tokens (28 layers x 2 x 4 heads x 128 x bf16).
 DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024
 
@@ -357,12 +359,6 @@ class PrefixKVCache:
 
 
 # -- generate with a cached prefix ------------------------------------------------------------
-def _unwrapped(model: Any) -> Any:
-    """The transformers model under a peft wrapper (a plain model as is)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
 def _image_token_id(model: Any) -> int | None:
     config = model.config
     for name in ("image_token_id", "image_token_index"):
@@ -432,7 +428,7 @@ def generate_with_prefix_cache(
     """
     generate_kwargs.pop("return_dict_in_generate", None)  # always on here
     prompt_tokens = int(inputs["input_ids"].shape[1])
-    base = _unwrapped(model)
+    base = unwrapped_model(model)
     layout = None
     if cache is not None and cache.enabled:
         layout = prompt_layout(inputs, _image_token_id(base)) if _continuable(base) else None

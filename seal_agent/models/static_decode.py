@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from seal_agent.models.host_embeddings import HostEmbedding
+from seal_agent.models.loading import unwrapped_model
 from seal_agent.models.prefix_cache import (
     PrefixGeneration,
     PrefixKVCache,
@@ -46,9 +47,15 @@ READBACK_EVERY = 8
 SUPPORTED_ATTENTION = ("sdpa", "eager")
 
 
-def _unwrapped(model: Any) -> Any:
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
+def attention_mask(allowed: torch.Tensor, attention: str, dtype: torch.dtype) -> torch.Tensor:
+    """``allowed`` (True: may attend) as the 4D mask the model's attention takes as given:
+    boolean for SDPA, additive (0 / the dtype's minimum) for eager attention."""
+    if attention == "eager":
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+        allowed = mask.masked_fill(~allowed, torch.finfo(dtype).min)
+    while allowed.dim() < 4:
+        allowed = allowed.unsqueeze(0)
+    return allowed
 
 
 def _language_model(base: Any) -> Any:
@@ -61,7 +68,7 @@ def _language_model(base: Any) -> Any:
 
 def unsupported_reason(model: Any) -> str | None:
     """Why ``model`` cannot decode through the static path (None: it can)."""
-    base = _unwrapped(model)
+    base = unwrapped_model(model)
     decoder = _language_model(base)
     head = (
         base.get_output_embeddings()
@@ -136,7 +143,7 @@ class StaticDecoder:
 
     def __init__(self, model: Any, *, cuda_graphs: bool | None = None) -> None:
         self.model = model
-        self.base = _unwrapped(model)
+        self.base = unwrapped_model(model)
         self.decoder = _language_model(self.base)
         self.head = self.base.get_output_embeddings()
         self.config = self.base.config.get_text_config(decoder=True)
@@ -225,18 +232,14 @@ class StaticDecoder:
         layer = bucket.cache.layers[0]
         seen = layer.cumulative_length if getattr(layer, "is_initialized", False) else 0
         allowed = bucket.positions_ahead <= seen  # the cached tokens and this one
-        if self.config._attn_implementation == "eager":
-            mask = torch.zeros(bucket.length, dtype=self.dtype, device=self.device)
-            mask = mask.masked_fill(~allowed, torch.finfo(self.dtype).min)
-        else:
-            mask = allowed
+        mask = attention_mask(allowed, self.config._attn_implementation, self.dtype)
         if bucket.embeds is not None:
             embeds = bucket.embeds
         else:
             embeds = self.decoder.embed_tokens(bucket.token)
         out = self.decoder(
             inputs_embeds=embeds,
-            attention_mask=mask.view(1, 1, 1, -1),
+            attention_mask=mask,
             position_ids=bucket.position,
             use_cache=True,
             **{self._cache_argument: bucket.cache},
@@ -281,7 +284,7 @@ class StaticDecoder:
             if (
                 bucket is None
                 or bucket.length < needed
-                or bucket.length > 2 * max(MIN_BUCKET_TOKENS, self.bucket_length(needed))
+                or bucket.length > 2 * self.bucket_length(needed)
             ):
                 bucket = self._new_bucket(self.bucket_length(needed))
             self._load(bucket, kv, prompt_length)
@@ -423,7 +426,9 @@ def generate_with_static_decode(
 
 __all__ = [
     "MIN_BUCKET_TOKENS",
+    "SUPPORTED_ATTENTION",
     "StaticDecoder",
+    "attention_mask",
     "generate_with_static_decode",
     "rope_delta",
     "static_decoding_applies",
