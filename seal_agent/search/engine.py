@@ -4,7 +4,8 @@ One engine runs every strategy. A patch tree rooted at the whole image is explor
 from a frontier; visiting a patch scores its view with the search model; a box above
 ``confidence_high`` ends the search; otherwise the patch's cue heatmap ranks its
 children. The strategies differ in the frontier's order (frontier.py) and, for
-``seal`` versus ``vstar``, in the rules marked "vstar departs from seal" below:
+``seal`` versus ``vstar``, in the rules marked "vstar departs from seal" here and in
+the run's parts (closer_looks.py, descent.py, stop_rule.py):
 
 * ``seal`` is the reference code (penghao-wu/vstar, visual_search.py) as described in
   vstar-reference.md, step for step: it asks the contextual cue at every weak-cue
@@ -29,32 +30,31 @@ children. The strategies differ in the frontier's order (frontier.py) and, for
 Every strategy returns its best live candidate at or above ``confidence_low`` as a
 flagged fallback when it ends without a confident box, budget and deadline stops
 included.
+
+One search is a ``_SearchRun``: this module drives it (batches, budgets, the model
+call, visiting a patch); its mixins hold the rest, one job each: ``CloserLooks``
+(confirmations, candidate zooms), ``Descent`` (cues, children, native tiles),
+``StopRule`` (when a confirmed box ends the search) and ``Outcomes`` (the result),
+all typed against the fields declared on ``run_state.RunState``.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
 from seal_agent.errors import InvalidQuestionError, SearchModelError
-from seal_agent.imaging.geometry import Box, ViewTransform, split_box
+from seal_agent.imaging.geometry import Box, ViewTransform
 from seal_agent.imaging.pyramid import ImagePyramid, as_pyramid
+from seal_agent.search.closer_looks import MIN_ZOOM_GAIN, CloserLooks
 from seal_agent.search.config import SearchConfig
+from seal_agent.search.descent import Descent
 from seal_agent.search.frontier import Frontier, Node, make_frontier
-from seal_agent.search.priority import (
-    HeatmapMass,
-    ancestor_weighted_priority,
-    child_probability,
-    mix_distributions,
-    normalise_heatmap,
-)
+from seal_agent.search.outcomes import Outcomes
 from seal_agent.search.protocol import (
     ModelThresholds,
     PatchPrediction,
@@ -65,23 +65,21 @@ from seal_agent.search.protocol import (
     declared_score_range,
     validate_predictions,
 )
-from seal_agent.search.result import (
-    ScoredBox,
-    SearchResult,
-    StopReason,
-    TraceStep,
+from seal_agent.search.result import ScoredBox, SearchResult, TraceStep
+from seal_agent.search.run_state import (
+    NATIVE_TOLERANCE,
+    _Candidate,
+    _Det,
+    _Hit,
+    _same_object,
+    _StopSearchError,
 )
-from seal_agent.search.signal import peak_cell, peak_share, peak_signal
+from seal_agent.search.stop_rule import StopRule
 from seal_agent.search.tiling import (
-    SAME_FRAMING_IOU,
     is_native_leaf,
     is_seal_leaf,
-    native_tiles,
-    other_framings,
-    reframed_window,
     seal_smallest_size,
     sliding_windows,
-    zoom_window,
 )
 from seal_agent.search.trace_heatmaps import downsample_heatmap
 
@@ -92,27 +90,12 @@ from seal_agent.search.trace_heatmaps import downsample_heatmap
 ContextCue = Callable[..., str | None]
 StepCallback = Callable[[TraceStep], None]
 
-#: vstar: a candidate zoom must show the candidate at least this many times sharper
-#: than the view it was seen in, or it cannot change the model's mind.
-MIN_ZOOM_GAIN = 1.5
-#: vstar: how much of a parent's belief in a child is the child's share of its area
-#: rather than of the cue's mass, for a cue above its threshold and for a weak one.
-STRONG_CUE_UNIFORM = 0.1
-WEAK_CUE_UNIFORM = 0.5
 #: Tree strategies score one patch per forward pass unless told otherwise (the search
 #: length is the measure); the sliding window and vstar's native tiles have no order
 #: that one view could change, so they batch (a size a GPU takes in one pass: OWLv2 at
 #: 960 px fits 8 views in ~6 GB).
 DEFAULT_TREE_BATCH = 1
 DEFAULT_BATCH = 8
-#: Views within this factor of the image's own pixels count as native detail.
-NATIVE_TOLERANCE = 1.02
-#: vstar: a coarse view whose target (and context) heatmaps peak no higher than noise
-#: would (signal.peak_signal below this) carries no signal to descend by.
-FLAT_SIGNAL = 1.0
-#: vstar: a target cue above its threshold whose bright cells lie at least this much
-#: within one native window points at one place: look there next.
-PEAK_WINDOW_SHARE = 0.8
 #: vstar: tree patches whose priorities are within this share of the best queued one
 #: are scored with it in one forward pass (up to ``batch_size``; ``batch_size=1``
 #: scores strictly one by one). Where the cue is telling, the best child dominates and
@@ -138,26 +121,6 @@ TIE_BATCH_RATIO: float | None = 0.7
 URGENT_TOGETHER_AFTER = {False: 0, True: 1}  # keyed by framing_invariant
 FRONTIER_ALONG_AFTER = 2
 CLOSER_LOOKS = frozenset({"zoom", "confirm"})
-#: A pass's views that may confirm each other's confident box (_mutual_confirmation):
-#: closer looks only. Overlapping native tiles of one pass did too at first; on real
-#: photos (real_photos.py --n 16, Haar faces) two tiles then confirmed a false box on a
-#: texture before the face was reached (one face of 16 lost).
-MUTUAL_KINDS = frozenset({"zoom"})
-#: vstar: a spare window's box within this many view pixels of the window's border
-#: (where the window does not reach the image's) may be cut by it.
-CUT_MARGIN = 2.0
-#: A detection in a confirmation view is the pending box seen again when their overlap
-#: covers at least this share of the smaller box (a coarse view's box of a small object
-#: is loose, so IoU would be too strict); a box elsewhere in the window is another box.
-SAME_OBJECT_OVERLAP = 0.3
-
-#: vstar, with a model that is not ``framing_invariant`` (_settle): a box two native
-#: looks confirmed ends the search once its odds (the weaker look's) are at least this
-#: factor, in log-odds, above those of every other box the model has shown at native
-#: detail in this search (ln 2: twice the odds); until then it is held.
-STAND_OUT_LOGIT = math.log(2.0)
-#: Scores this close to a model's range ends are clipped before taking log-odds.
-LOGIT_EPS = 1e-4
 
 #: The clock budgets are measured with (a module attribute so tests can drive it).
 _clock = time.perf_counter
@@ -225,51 +188,7 @@ class VStarSearch:
         return run.run()
 
 
-@dataclass(frozen=True, slots=True)
-class _Det:
-    """A detection in original-image pixels (light: a model may return hundreds)."""
-
-    box: Box
-    score: float
-
-
-@dataclass(slots=True)
-class _Candidate:
-    """A sub-threshold box kept as the fallback answer."""
-
-    box: Box
-    score: float
-    step: int
-    detail: float  # view px per image px (<= 1) of the view it was seen in
-    superseded: bool = False
-    dismissed: bool = False  # a confident box its native-detail confirmation rejected
-    instances: list[ScoredBox] | None = None  # root instances, kept until confirmed
-
-
-@dataclass(slots=True)
-class _Hit:
-    box: Box
-    score: float
-    step: int
-    instances: list[ScoredBox]
-    first: float | None = None  # the first look's score, for a box a second view confirmed
-
-    @property
-    def strength(self) -> float:
-        """The weaker of its looks: both had to clear ``confidence_high``."""
-        return self.score if self.first is None else min(self.score, self.first)
-
-
-class _StopSearchError(Exception):
-    """Ends a run early with a reason (budget, deadline, model fault)."""
-
-    def __init__(self, reason: StopReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: StopReason = reason
-        self.message = message
-
-
-class _SearchRun:
+class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
     """The state of one search: frontier, trace, candidates, counters."""
 
     def __init__(
@@ -551,45 +470,6 @@ class _SearchRun:
                 hits.append(mutual)
         return max(hits, key=lambda h: h.strength) if hits else None
 
-    def _native_view(self, patch: Box) -> bool:
-        """Whether the model sees ``patch`` at native detail (neither shrunk nor enlarged)."""
-        scale = self.input_size / max(patch.width, patch.height)
-        return scale * NATIVE_TOLERANCE >= 1.0 and scale <= self.max_upsample * NATIVE_TOLERANCE
-
-    def _mutual_confirmation(self, first: int) -> _Hit | None:
-        """A confident box seen at native detail by two differently framed views of one
-        forward pass (trace steps from ``first`` on), or None.
-
-        vstar departs from seal (the baselines share it): the second native look that a
-        model which is not ``framing_invariant`` owes a confident box (see
-        _confirmation_window) may be scored in the same pass as the first: two views
-        framed differently (IoU below SAME_FRAMING_IOU), both at native detail, that
-        both see one object confidently confirm each other. vstar's closer looks are
-        scored through several framings at once for this (SearchConfig.framings); the
-        sliding window's overlapping tiles meet it where a target lies in two tiles of
-        one batch. The pending boxes' own confirmation views are then never scored.
-        """
-        fresh = [
-            (i, c)
-            for i, c in self.pending.items()
-            if i >= first
-            and self.trace[i].kind in MUTUAL_KINDS
-            and self._native_view(self.trace[i].patch)
-        ]
-        best: _Hit | None = None
-        for a, (ia, ca) in enumerate(fresh):
-            for ib, cb in fresh[a + 1 :]:
-                pa, pb = self.trace[ia].patch, self.trace[ib].patch
-                if not _same_object(ca.box, cb.box) or pa.iou(pb) >= SAME_FRAMING_IOU:
-                    continue
-                win, other = (ca, cb) if ca.score >= cb.score else (cb, ca)
-                if best is None or min(win.score, other.score) > best.strength:
-                    # the weaker framing is the box's other look (the stop rule's strength)
-                    best = _Hit(win.box, win.score, win.step, win.instances or [], other.score)
-        if best is not None:
-            self.confirmations += 1
-        return best
-
     def _visit_one(
         self,
         node: Node,
@@ -685,65 +565,6 @@ class _SearchRun:
             self.on_step(step)
         return hit
 
-    def _confirmation_window(self, best: _Det, node: Node, scale: float) -> Box | None:
-        """The native-detail window that must confirm ``best`` first, or None to accept it.
-
-        A box needs confirming when its view was coarser than the image or upsampled
-        beyond what the model declares useful, and a window around it shows it closer
-        to native detail (else no view could do better: a small image, a big object);
-        or, for a model that is not ``framing_invariant``, when it was seen at native
-        detail but only once (a second look, framed differently). A confirmation view
-        that sees the pending box again confidently accepts it.
-        """
-        if not self.confirm or node.kind == "confirm":
-            return None
-        coarse = scale * NATIVE_TOLERANCE < 1.0
-        enlarged = scale > self.max_upsample * NATIVE_TOLERANCE
-        window = zoom_window(best.box, self.width, self.height, self.input_size)
-        if not (coarse or enlarged):
-            # vstar departs from seal (the baselines share it): a confident box seen at
-            # native detail ends the search only once a second native view, framed
-            # differently (centred on it, or slid away from the first), sees it
-            # confidently again; a model that declares ``framing_invariant`` is spared
-            # the look. A real detector's confident false boxes on textures come and go
-            # with the framing (OpenCV's Haar cascade on photo world: 15 of 28 false
-            # boxes above 0.8 in a native tile fell to 0.8 or below centred on them, 1 of
-            # the 11 faces that cleared it did);
-            # the reference stops at once. Measured on benchmarks/real_photos.py
-            # (n 16): sliding window 56 % -> 62 % success, vstar 31 % -> 38 %, for
-            # about one patch per confident box.
-            if not self.second_look:
-                return None
-            return reframed_window(best.box, node.patch, self.width, self.height, self.input_size)
-        window_scale = self.input_size / max(window.width, window.height)
-        if coarse and window_scale <= scale * NATIVE_TOLERANCE:
-            return None
-        if enlarged and window_scale * NATIVE_TOLERANCE >= scale:
-            return None
-        return window
-
-    def _cut_box_window(self, best: _Det, node: Node) -> Box | None:
-        """A window centred on a spare window's confident box that touches the window's
-        border inside the image (it may be a cut part of something larger), else None.
-
-        vstar departs from seal: a spare window is placed on a weak map's bright cell,
-        not on a candidate, so what it cuts at its border is seen only in part; such a
-        box is confirmed whole (a window centred on it) before it ends the search.
-        """
-        if not self.confirm:
-            return None
-        patch, box = node.patch, best.box
-        margin = CUT_MARGIN * max(patch.width, patch.height) / self.input_size
-        cut = (
-            (box.x1 - patch.x1 < margin and patch.x1 > 0)
-            or (box.y1 - patch.y1 < margin and patch.y1 > 0)
-            or (patch.x2 - box.x2 < margin and patch.x2 < self.width)
-            or (patch.y2 - box.y2 < margin and patch.y2 < self.height)
-        )
-        if not cut:
-            return None
-        return zoom_window(box, self.width, self.height, self.input_size)
-
     def _image_detections(self, prediction: PatchPrediction, frame: ViewTransform) -> list[_Det]:
         """The model's boxes in original-image pixels, clipped; empty boxes dropped."""
         out: list[_Det] = []
@@ -764,591 +585,6 @@ class _SearchRun:
         # 2 model pixels and cannot be found; on a 1000x700 image it stops at 224 px
         # patches that the model sees upsampled 2.3x, wasting visits on no new detail.
         return is_native_leaf(node.patch, self.input_size)
-
-    # -- cues and children ---------------------------------------------------------------
-    def _expand(
-        self,
-        node: Node,
-        index: int,
-        view: Image.Image,
-        frame: ViewTransform,
-        per_phrase: list[PatchPrediction],
-    ) -> tuple[str, str | None]:
-        """Queue the node's children; returns the cue that ranked them and its phrase."""
-        children = [c for c in self._children(node.patch) if c != node.patch]
-        if not children:
-            return "none", None
-        if not self.guided:
-            # Uninformed orders need no cue: the frontier ignores priorities.
-            self.frontier.push_children(
-                [Node(c, node.level + 1, index, kind="split") for c in children]
-            )
-            return "none", None
-        heatmap, cue, phrase, strong = self._cue(node, view, frame, per_phrase)
-        if (
-            self.strategy == "vstar"
-            and self.cfg.signal_descent
-            and self._descend_by_signal(
-                node, index, frame, per_phrase, heatmap, strong or cue == "context"
-            )
-        ):
-            return cue, phrase
-        if self.ride_along and not strong and node.level > 1:
-            self._queue_peeks(node, index, frame, heatmap)
-        if self.is_seal or self.cfg.priority == "reference":
-            # The reference: sum over the patch and its ancestors of their heatmap's
-            # share in the child, weighted 1/4**level.
-            lineage = (*node.lineage, HeatmapMass.from_heatmap(heatmap, node.patch, node.level))
-            nodes = [
-                Node(
-                    c,
-                    node.level + 1,
-                    index,
-                    priority=ancestor_weighted_priority(c, lineage),
-                    kind="split",
-                    lineage=lineage,
-                )
-                for c in children
-            ]
-        else:
-            # vstar departs from seal: the priority is the probability that the target
-            # lies in the patch, P(child) = P(parent) x the parent's belief in the child,
-            # the belief mixing the cue's share with the area share (weight 0.1 for a
-            # cue above its threshold, 0.5 for a weak one: half noise). The reference's
-            # level-weighted sum lets the root's blurry heatmap outvote everything seen
-            # later and, measured on shape world, needs ~1.5x more patches; with a
-            # sharp cue the product goes straight down, with a weak one it stays broad.
-            cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
-            parent_p = node.priority if node.priority is not None else 1.0
-            floor = STRONG_CUE_UNIFORM if strong else WEAK_CUE_UNIFORM
-            if (
-                self.cfg.tie_weak_root
-                and not strong
-                and cue == "context"
-                and node.kind == "root"
-                and self.speculate
-            ):
-                # vstar departs from seal: below a root whose target cue is below its
-                # threshold, the children are equally likely (area shares). The root is
-                # the coarsest view: a target there is a few model pixels wide, and
-                # what its weak map (and the context mixed in) prefers is mostly not
-                # where the target is; ranked by it, the children went one by one or
-                # two by two. Equal, they tie and share pass 2, and each one's own map
-                # ranks what lies below it. Measured with this release's other rules
-                # (search_passes.py --n 30, 37 targets): passes 2.59 -> 2.41
-                # (reference), 4.86 -> 4.49 (weak heatmap), 3.32 -> 3.11 (fallible);
-                # patches 4.68 -> 5.11, 20.0 -> 19.4, 9.7 -> 9.5; success unchanged.
-                # But the graph's searches (vstar_shapeworld.py --n 24 --seed 0) pay
-                # 7.12 -> 8.54 patches per question: off by default (tie_weak_root).
-                floor = 1.0
-            nodes = [
-                Node(
-                    c,
-                    node.level + 1,
-                    index,
-                    priority=child_probability(parent_p, cue_mass, c, floor),
-                    kind="split",
-                )
-                for c in children
-            ]
-        self.frontier.push_children(nodes)
-        return cue, phrase
-
-    def _descend_by_signal(
-        self,
-        node: Node,
-        index: int,
-        frame: ViewTransform,
-        per_phrase: list[PatchPrediction],
-        heatmap: np.ndarray,
-        steered: bool,
-    ) -> bool:
-        """vstar: native tiles below a coarse view without signal or steer (True: children
-        queued), and a native window on a telling map's single peak (queued next; returns
-        False). ``steered``: the target cue cleared its threshold, or a context cue was
-        mixed in.
-
-        vstar departs from seal: the reference descends 2x2 through every coarse view
-        whatever its heatmap shows. A real detector's map holds nothing for an object a
-        few model pixels wide (issue 7: below ~40 px a face detector's map is flat), so
-        such views cost patches and steer nowhere; below one, the search steps straight
-        to the native-resolution tiles of the patch, ranked by whatever signal there is
-        and scored in batches, which bounds a flat search by the sliding window's cost.
-        Conversely a map above its threshold whose bright cells all lie in one native
-        window has said where to look: that window is looked at next, skipping the
-        levels in between (the children stay queued in case it shows nothing).
-
-        vstar departs from seal: below such a view the native tiles are queued in raster
-        order (each gets the parent's probability times its area share), not ranked by
-        the map's residual mass. A map without signal has nothing to rank by, and what
-        it does show is what the model half-sees at the wrong scale: on photo world the
-        Haar cascade's faint windows on textures, exactly where its confident false
-        boxes are, so a ranked search met a false box before the face; raster order is
-        blind to them, as the sliding window is. Measured on benchmarks/real_photos.py
-        (n 16): forward passes 18.6 -> 13.4 (whole batches of sibling tiles), success
-        unchanged at 31 %.
-
-        vstar departs from seal: a target cue below its threshold with no context cue to
-        mix in counts as no signal, however peaked (``steered`` False). By the model's
-        own calibration nothing is made out, and with no context the peak is the
-        model's half-seen guess at the wrong scale (the cascade's textures again);
-        descending 2x2 by it paid for coarse views and led to textures. With a context
-        cue (shape world's "on a table") the mix still steers. Measured on
-        benchmarks/real_photos.py (n 16, with the second look): vstar 38 % -> 56 %
-        success, 18.3 -> 11.4 forward passes, 66.6 -> 64.4 patches. A model that
-        declares ``framing_invariant`` (never confidently wrong, e.g. shape world's
-        reference model) is trusted to steer by its weak map: there the sub-threshold
-        peak is the target's own evidence, and raster tiles cost the graph's
-        cue-less searches 3.7x the patches (a 12 px circle on 7680x4320: 26 -> 97).
-        """
-        scale = min(frame.scale_x, frame.scale_y)
-        if scale * NATIVE_TOLERANCE >= 1.0:
-            return False
-        signal = max(peak_signal(per_phrase[0].heatmap), peak_signal(heatmap))
-        if signal < FLAT_SIGNAL or not (steered or self.framing_invariant):
-            margin = math.ceil(self.cfg.split_overlap * self.input_size)
-            tiles = native_tiles(node.patch, self.input_size, margin)
-            if len(tiles) < 2:
-                return False
-            cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
-            parent_p = node.priority if node.priority is not None else 1.0
-            self.frontier.push_children(
-                [
-                    Node(
-                        t,
-                        node.level + 1,
-                        index,
-                        priority=child_probability(parent_p, cue_mass, t, 1.0),
-                        kind="tile",
-                    )
-                    for t in tiles
-                ]
-            )
-            return True
-        strong = per_phrase[0].cue_strength > self.th.cue_threshold_at(node.level)
-        # vstar departs from seal: a model that declares ``framing_invariant`` is also
-        # looked at through a native window on its map's single peak when its target cue
-        # is below the threshold (a guess): for such a model the sub-threshold peak is
-        # the target's own evidence more often than not. The guess shares its pass with
-        # what the search would score next (run()), so a wrong one costs a patch, not a
-        # pass. Measured (search_passes.py --n 30, 37 targets; the other rules of this
-        # release on): reference model 2.89 -> 2.59 forward passes, 4.51 -> 4.41
-        # patches, 5 targets of 37 found in 2 passes instead of 3; as urgent closer
-        # looks that went alone, 2.97 (a wrong guess cost a pass). Weak-heatmap mode
-        # unchanged (its maps never single out one window). Not for fallible models:
-        # their native views of the peak's clutter hold their false boxes (fallible mode
-        # 97.3 -> 91.9 % success).
-        if strong or (self.framing_invariant and self.cfg.guess_windows):
-            target = normalise_heatmap(per_phrase[0].heatmap)
-            cell = peak_cell(target, node.patch)
-            window = zoom_window(cell, self.width, self.height, self.input_size)
-            window_scale = self.input_size / max(window.width, window.height)
-            if (
-                window_scale >= MIN_ZOOM_GAIN * scale
-                and peak_share(target, node.patch, window) >= PEAK_WINDOW_SHARE
-                and not any(w.contains(cell) for w in self.zoom_windows)
-            ):
-                self._push_zoom(window, node, index, cell, guess=not strong)
-        return False
-
-    def _queue_peeks(
-        self, node: Node, index: int, frame: ViewTransform, heatmap: np.ndarray
-    ) -> None:
-        """vstar: native windows on a weak cue's brightest places, to ride along in
-        forward passes that have room (run()).
-
-        vstar departs from seal: a weak cue cannot single out a child, so its near-tied
-        children share a pass (TIE_BATCH_RATIO) that usually has room left; the room is
-        filled with native-detail windows on the places the weak map finds brightest
-        (each window's cells suppressed before the next is picked). A window that shows
-        the target ends the search a level or two early; one that does not costs a
-        patch, not a pass. Only below the root: the root is the coarsest view (a small
-        target a few pixels wide), and its windows cost patches without saving passes.
-        Measured on shape world (search_length.py --mode all --n 30, 37 targets, with
-        context_first): forward passes 3.16 -> 2.76 (reference), 5.03 -> 4.54 (weak
-        heatmap), 4.68 -> 4.19 (fallible); patches 4.86 -> 5.00, 17.0 -> 17.5,
-        7.3 -> 7.8; success unchanged. Windows from the root as well: passes no lower on
-        the reference (2.76), patches 5.9 (above 5.5), fallible success 94.6 -> 86.5 %
-        (more native views, more of its false boxes). Off by default
-        (``SearchConfig.peek_windows``): on real photos (real_photos.py --n 16, Haar
-        faces) they cost one face of 16 (31 -> 25 %) to a false box on clutter seen
-        at native detail, and +11 % patches, for -8 % passes: a weak map's bright
-        places are exactly the target-like clutter a fallible detector fires on.
-        """
-        scale = min(frame.scale_x, frame.scale_y)
-        rows, cols = heatmap.shape
-        if rows * cols < 2:
-            return
-        cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
-        if cue_mass.total <= 0:
-            return
-        parent_p = node.priority if node.priority is not None else 1.0
-        cw, ch = node.patch.width / cols, node.patch.height / rows
-        left = np.asarray(heatmap, dtype=np.float64).copy()
-        peeks: list[Node] = []
-        for _ in range(self.batch_size):
-            flat = int(np.argmax(left))
-            r, c = divmod(flat, cols)
-            if not left[r, c] > 0:
-                break
-            cell = Box(
-                node.patch.x1 + c * cw,
-                node.patch.y1 + r * ch,
-                node.patch.x1 + (c + 1) * cw,
-                node.patch.y1 + (r + 1) * ch,
-            )
-            window = zoom_window(cell, self.width, self.height, self.input_size)
-            if self.input_size / max(window.width, window.height) < MIN_ZOOM_GAIN * scale:
-                break  # no sharper than the view that asked for it
-            c1 = max(0, math.floor((window.x1 - node.patch.x1) / cw))
-            c2 = min(cols, math.ceil((window.x2 - node.patch.x1) / cw))
-            r1 = max(0, math.floor((window.y1 - node.patch.y1) / ch))
-            r2 = min(rows, math.ceil((window.y2 - node.patch.y1) / ch))
-            left[r1:r2, c1:c2] = 0.0
-            left[r, c] = 0.0
-            share = cue_mass.share(window)
-            peeks.append(
-                Node(
-                    window,
-                    node.level + 1,
-                    index,
-                    priority=parent_p * share,
-                    kind="zoom",
-                    spare=True,
-                )
-            )
-        self.frontier.push_spare(peeks, keep=self.batch_size)
-
-    def _peek_wanted(self, node: Node) -> bool:
-        """A spare window is scored only if no window scored so far holds its centre."""
-        cx, cy = node.patch.center
-        centre = Box(cx, cy, cx, cy)
-        if any(w.contains(centre) for w in self.zoom_windows):
-            return False
-        self.zoom_windows.append(node.patch)
-        return True
-
-    def _children(self, patch: Box) -> list[Box]:
-        if not self.is_seal and self.cfg.native_tiles > 0:
-            # Optional (off by default): when a few native-resolution tiles cover the
-            # patch, they are its children. Splitting 2x2 again overshoots (a 1266x949
-            # patch gives 713x534 children, still above a 512 px input, then 16
-            # upsampled grandchildren), so tiles make an exhaustive search ~3x cheaper;
-            # but the 713x534 children, seen at 0.7x, already show most targets, and a
-            # guided search measured ~25 % more patches with tiles than without.
-            margin = math.ceil(self.cfg.split_overlap * self.input_size)
-            tiles = native_tiles(patch, self.input_size, margin)
-            if len(tiles) <= self.cfg.native_tiles:
-                return tiles
-        return split_box(patch, self.overlap)
-
-    def _cue(
-        self,
-        node: Node,
-        view: Image.Image,
-        frame: ViewTransform,
-        per_phrase: list[PatchPrediction],
-    ) -> tuple[np.ndarray, str, str | None, bool]:
-        """The map that ranks the children, which cue it is, its phrase, and whether the
-        target cue was strong (above the level's threshold)."""
-        target_pred = per_phrase[0]
-        target = normalise_heatmap(target_pred.heatmap)
-        if target_pred.cue_strength > self.th.cue_threshold_at(node.level):
-            return target, "target", None, True
-        phrase = self._context(view)
-        if phrase is None:  # no context available: the target heatmap is all there is
-            return target, "target", None, False
-        if len(per_phrase) > 1:
-            context_heatmap = per_phrase[1].heatmap
-        else:
-            # seal: the reference scores the context phrase in a second pass for every
-            # weak-cue patch. vstar: only the first weak-cue patch gets one (the phrase
-            # was not known when it was scored); every later call scores both phrases.
-            if self.cfg.max_calls is not None and self.patches_scored >= self.cfg.max_calls:
-                return target, "target", None, False
-            context_heatmap = self._predict([view], [phrase], [frame])[0][0].heatmap
-        context = normalise_heatmap(context_heatmap)
-        if self.is_seal or self.cfg.weak_cue == "context":
-            return context, "context", phrase, False
-        if self.cfg.weak_cue == "target":
-            return target, "target", None, False
-        if context.shape != target.shape:  # a model with per-phrase grids: cannot mix
-            return context, "context", phrase, False
-        # vstar departs from seal: a weak target cue is still evidence (a blurry blob
-        # that looks more like the target than its neighbours), so it is mixed with the
-        # context, half and half as distributions, instead of being thrown away; the
-        # context then decides between regions the target cue cannot tell apart.
-        return mix_distributions([target, context], [0.5, 0.5]), "context", phrase, False
-
-    # -- candidate zoom ----------------------------------------------------------------
-    def _zoom_window(self, best: _Det, node: Node, detail: float) -> Box | None:
-        """The window to look at a sub-threshold candidate through next, or None."""
-        # vstar departs from seal: a sub-threshold candidate seen at low resolution is
-        # looked at next through a native-resolution window centred on it, confirming
-        # or rejecting it in one step; the reference only keeps it as a fallback and
-        # may reach it again only by descending the tree level by level.
-        if self.strategy != "vstar" or not self.cfg.candidate_zoom:
-            return None
-        if not self.zoom_floor <= best.score <= self.th.confidence_high:
-            return None
-        window = zoom_window(best.box, self.width, self.height, self.input_size)
-        window_detail = min(1.0, self.input_size / max(window.width, window.height))
-        if window_detail < MIN_ZOOM_GAIN * detail:
-            # vstar departs from seal: a candidate at or above confidence_low seen at
-            # native detail, by a model that is not framing_invariant, is looked at
-            # again through a window framed differently (centred on it, or slid away):
-            # real detectors score an object by how the view frames it, and a face cut
-            # near a tile's edge at 0.56 may clear the bar centred. The look's verdict
-            # supersedes the first. Measured on benchmarks/real_photos.py (n 16): vstar
-            # 64.4 -> 47.5 patches, 11.4 -> 10.9 forward passes, success unchanged
-            # (56 %; the two runs miss different scenes).
-            if not (
-                self.second_look
-                and best.score >= self.th.confidence_low
-                and node.kind in ("root", "split", "tile")
-            ):
-                return None
-            reframed = reframed_window(
-                best.box, node.patch, self.width, self.height, self.input_size
-            )
-            if reframed is None:
-                return None
-            window = reframed
-        if any(w.contains(best.box) for w in self.zoom_windows):
-            return None
-        return window
-
-    def _push_zoom(
-        self, window: Box, node: Node, index: int, around: Box | None = None, guess: bool = False
-    ) -> None:
-        """Queue a closer look through ``window`` at ``around`` (a candidate's box or a
-        map's peak cell), with its other framings where the model owes a second look."""
-        self.zoom_windows.append(window)
-        self.frontier.push_urgent(Node(window, node.level + 1, index, kind="zoom", guess=guess))
-        extra = self.cfg.framings - 1
-        if around is None or extra < 1 or not (self.speculate and self.second_look):
-            return
-        # vstar departs from seal: for a model that is not ``framing_invariant`` a
-        # confident box at native detail ends the search only once a second framing sees
-        # it again (_confirmation_window), which cost a pass of its own after every
-        # closer look. The other framings are scored in the closer look's pass instead
-        # (pending closer looks share a pass, URGENT_TOGETHER_AFTER), and two that see
-        # the box confirm it (_mutual_confirmation). See SearchConfig.framings.
-        for other in other_framings(
-            around, window, self.width, self.height, self.input_size, extra
-        ):
-            self.frontier.push_urgent(Node(other, node.level + 1, index, kind="zoom", guess=guess))
-
-    def _supersede(self, patch: Box, detail: float, gain: float = MIN_ZOOM_GAIN) -> None:
-        # vstar departs from seal (and the baselines share it): a candidate seen in a
-        # coarse view is dismissed once a view with at least 1.5x its detail covered it
-        # whole (a zoom window centred on it: any detail at least its own); the closer
-        # look's own verdict (its own candidate or nothing) stands. The reference keeps
-        # the best score ever seen, so a blurry distractor that once scored 0.35 can win
-        # the fallback after the closer look rejected it.
-        for cand in self.candidates:
-            if not cand.superseded and detail >= gain * cand.detail and patch.contains(cand.box):
-                cand.superseded = True
-
-    # -- stopping ----------------------------------------------------------------------
-    def _settle(self, hit: _Hit | None) -> _Hit | None:
-        """The confirmed box that ends the search now, or None to keep searching.
-
-        vstar departs from seal: with a model that is not ``framing_invariant``, a box
-        confirmed by two differently framed native looks ends the search only when it
-        stands out from everything else the model has shown at native detail in this
-        search (``_stands_out``; each box by the weaker of its looks, so a box its
-        second look dismissed is no rival at its first score) and no box still awaiting
-        its confirmation scored above it (``_better_pending``). Otherwise it is held:
-        the search goes on, the stronger of two confirmed boxes (by the weaker of each
-        one's looks) is kept, and a budget or deadline stop or an exhausted frontier
-        returns the held box.
-
-        A real detector's false boxes that survive reframing (the Haar cascade on
-        textures: about half of them) are rarely its clearest box of the image: a
-        texture that fools it fires at 0.8-0.95 where others fired at 0.7-0.9, a face
-        it sees well scores 0.98 or more. The reference, and the sliding window, stop
-        at the first confirmed box. Measured on benchmarks/real_photos.py (Haar faces,
-        16 scenes per seed block): seeds 0-15, vstar 9 -> 11 faces (sliding window
-        10), 50.4 -> 62.1 patches, 9.2 -> 11.1 forward passes; seeds 16-31, 9 -> 11
-        (sliding window 10), 53.6 -> 70.6 patches, 9.4 -> 12.0 passes. The pending-box
-        check alone: 10 and 9 faces. Margins from 0.3 to 1.5 in log-odds: 10-11 faces
-        per block. Rivals at their first look's score (dismissed boxes too): the same
-        faces for 77.1 patches and 13.1 passes on seeds 0-15. On 64 smaller scenes
-        (2000x1500, seeds 0-63), where few false boxes come before the face: 49 faces
-        without the rule, 48 with it (a face seen at 0.90/0.81 lost to a texture at
-        0.84/0.95 met later). The sliding window given the same rule
-        (``hold_until_clear=True``): 11 and 11 faces, 79.1 and 69.0 patches. Shape
-        world (search_length.py --mode all --n 12): reference and weak unchanged;
-        fallible success unchanged, patches 10.7 -> 11.3, passes 5.5 -> 5.6.
-        """
-        if hit is not None and (self.held is None or hit.strength > self.held.strength):
-            self.held = hit
-        held = self.held
-        if held is None:
-            return None
-        if not self.stop_rule or (not self._better_pending(held) and self._stands_out(held)):
-            return held
-        return None
-
-    def _better_pending(self, held: _Hit) -> bool:
-        """Whether a box still awaiting its confirmation scored above ``held``'s
-        strength at its first look (it could still beat it: confirm it first)."""
-        return any(c.score > held.strength for c in self.pending.values())
-
-    def _stands_out(self, held: _Hit) -> bool:
-        """Whether ``held`` stands out from the other native views' best boxes."""
-        others = [self._evidence(d) for d in self.native_seen if not _same_object(d.box, held.box)]
-        if not others:
-            return True
-        return self._logit(held.strength) - self._logit(max(others)) >= STAND_OUT_LOGIT
-
-    def _evidence(self, det: _Det) -> float:
-        """A box's score, or the weaker of its looks where a second look judged it."""
-        looks = [r.score for r in self.second_looks if _same_object(r.box, det.box)]
-        return min([det.score, *looks])
-
-    def _logit(self, score: float) -> float:
-        low, high = self.score_range
-        p = min(max((score - low) / (high - low), LOGIT_EPS), 1.0 - LOGIT_EPS)
-        return math.log(p / (1.0 - p))
-
-    # -- results -----------------------------------------------------------------------
-    def _best_candidate(self) -> _Candidate | None:
-        if self.is_seal:
-            # The reference: highest confidence ever seen, strictly above 0.
-            best = max(self.candidates, key=lambda c: c.score, default=None)
-            return best if best is not None and best.score > 0 else None
-        live = [c for c in self.candidates if not c.superseded]
-        return max(live, key=lambda c: c.score, default=None)
-
-    def _result(
-        self,
-        *,
-        found: bool,
-        reason: StopReason,
-        message: str,
-        box: Box | None,
-        confidence: float | None,
-        instances: list[ScoredBox] | None = None,
-        fallback: bool = False,
-    ) -> SearchResult:
-        if self.confirmations:
-            message = (
-                f"{message}; {self.confirmations} confirmation patch(es) at native detail, "
-                f"{self.dismissed} confident box(es) dismissed"
-            )
-        if self.notes:
-            notes = list(dict.fromkeys(self.notes))  # a per-patch cue may fail many times
-            message = f"{message}; {'; '.join(notes[:3])}"
-        return SearchResult(
-            target=self.target,
-            strategy=self.strategy,
-            found=found,
-            box=box,
-            confidence=confidence,
-            instances=instances or [],
-            stop_reason=reason,
-            fallback=fallback,
-            message=message,
-            patches_scored=self.patches_scored,
-            forward_passes=self.forward_passes,
-            confirmations=self.confirmations,
-            dismissed=self.dismissed,
-            elapsed_s=self._elapsed(),
-            trace=self.trace,
-        )
-
-    def _found(self, hit: _Hit) -> SearchResult:
-        return self._result(
-            found=True,
-            reason="found",
-            message=(
-                f"found {self.target!r} with confidence {hit.score:.2f} at step {hit.step + 1} "
-                f"({self.patches_scored} patches scored)"
-            ),
-            box=hit.box,
-            confidence=hit.score,
-            instances=hit.instances,
-        )
-
-    def _fallback(self) -> _Candidate | None:
-        best = self._best_candidate()
-        return best if best is not None and best.score >= self.th.confidence_low else None
-
-    def _exhausted(self) -> SearchResult:
-        if self.held is not None:  # every patch scored: the strongest confirmed box
-            return self._found(self.held)
-        fallback = self._fallback()
-        if fallback is not None:
-            return self._result(
-                found=True,
-                reason="fallback",
-                message=(
-                    f"no box cleared {self.th.confidence_high:g}; the best candidate "
-                    f"({fallback.score:.2f}) cleared confidence_low {self.th.confidence_low:g}"
-                ),
-                box=fallback.box,
-                confidence=fallback.score,
-                fallback=True,
-            )
-        best = self._best_candidate()
-        detail = f"best candidate {best.score:.2f}" if best is not None else "no candidate"
-        return self._result(
-            found=False,
-            reason="exhausted",
-            message=(
-                f"{self.target!r} not found: every patch was scored ({self.patches_scored}); "
-                f"{detail} below confidence_low {self.th.confidence_low:g}"
-            ),
-            box=best.box if best is not None else None,
-            confidence=best.score if best is not None else None,
-        )
-
-    def _unfinished(self, reason: StopReason, message: str) -> SearchResult:
-        if reason in ("budget", "deadline") and (held := self.held) is not None:
-            # A box two native looks confirmed, held because it did not stand out.
-            return self._result(
-                found=True,
-                reason=reason,
-                message=(
-                    f"{message}; returning the confirmed box held ({held.strength:.2f}, "
-                    "two native looks) that had not yet stood out"
-                ),
-                box=held.box,
-                confidence=held.score,
-                instances=held.instances,
-            )
-        best = self._best_candidate()
-        # Budgets keep what was found: a search cut short by max_calls or its deadline
-        # returns its best live candidate at or above confidence_low (a confident box
-        # still awaiting confirmation included), flagged as a fallback. A model fault
-        # returns it too, but not as found: the run cannot vouch for it.
-        if reason in ("budget", "deadline") and (fallback := self._fallback()) is not None:
-            return self._result(
-                found=True,
-                reason=reason,
-                message=(
-                    f"{message}; returning the best candidate ({fallback.score:.2f}, at or "
-                    f"above confidence_low {self.th.confidence_low:g}) as a fallback"
-                ),
-                box=fallback.box,
-                confidence=fallback.score,
-                fallback=True,
-            )
-        return self._result(
-            found=False,
-            reason=reason,
-            message=f"{self.target!r} not found: {message}",
-            box=best.box if best is not None else None,
-            confidence=best.score if best is not None else None,
-        )
-
-
-def _same_object(a: Box, b: Box) -> bool:
-    """Whether two boxes show one object (overlap over the smaller box's area)."""
-    smaller = min(a.area, b.area)
-    return smaller > 0 and a.intersection(b).area >= SAME_OBJECT_OVERLAP * smaller
 
 
 def _takes_view(cue: ContextCue | None) -> bool:
