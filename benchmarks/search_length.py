@@ -135,16 +135,20 @@ MODES: tuple[str, ...] = ("reference", "weak", "fallible")
 HEATMAP_SIGNAL = {"reference": True, "weak": False, "fallible": True}
 
 
-def reference_model(input_size: int, mode: str = "reference") -> SearchModel:
-    """Shape world's reference search model, or one of its honest degradations."""
+def reference_model(
+    input_size: int, mode: str = "reference", forward_batch: int | None = None
+) -> SearchModel:
+    """Shape world's reference search model, or one of its honest degradations;
+    ``forward_batch``: the views per forward pass it declares (None: none)."""
     from seal_agent.shapeworld.search_model import ReferenceSearchModel
 
+    common: dict[str, Any] = {"input_size": input_size, "max_batch_size": forward_batch}
     if mode == "reference":
-        return ReferenceSearchModel(input_size=input_size)
+        return ReferenceSearchModel(**common)
     if mode == "weak":
-        return ReferenceSearchModel(input_size=input_size, weak_heatmap=WeakHeatmap())
+        return ReferenceSearchModel(**common, weak_heatmap=WeakHeatmap())
     if mode == "fallible":
-        return ReferenceSearchModel(input_size=input_size, fallible=Fallibility())
+        return ReferenceSearchModel(**common, fallible=Fallibility())
     raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
@@ -727,6 +731,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="6 scenes, no scans, no extras")
     parser.add_argument("--max-calls", type=int, default=4000, help="per-search call budget")
     parser.add_argument("--input-size", type=int, default=512)
+    parser.add_argument(
+        "--forward-batch",
+        type=int,
+        default=None,
+        help="the model declares this many views per forward pass (OWLv2 on a GPU: 4); "
+        "every batching strategy then batches at most that many",
+    )
     parser.add_argument("--no-views", action="store_true", help="skip the 12000x9000 timing")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probe")
     parser.add_argument("--no-scans", action="store_true", help="4000x3000 instead of 12000x9000")
@@ -754,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = list(MODES) if args.mode == "all" else [args.mode]
     models: dict[str, SearchModel] = {}
     for mode in modes:
-        model = reference_model(args.input_size, mode)
+        model = reference_model(args.input_size, mode, args.forward_batch)
         models[mode] = model if args.no_cache else CachedModel(model)
 
     records: list[Record] = []

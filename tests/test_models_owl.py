@@ -45,8 +45,10 @@ def test_default_checkpoint_sets_up_a_search_without_weights() -> None:
 
     model = OwlSearchModel()
     assert model.input_size == 960
-    VStarSearch(model)
+    engine = VStarSearch(model)
     assert model._model is None
+    # the search's batches are OWL's forward passes (4 views), not two forwards each
+    assert engine.max_batch_size == model.max_batch_size == 4
 
 
 def test_shapes_and_heatmap_covers_exactly_the_view(owl: OwlSearchModel) -> None:

@@ -267,3 +267,32 @@ def test_a_trusted_weak_maps_single_peak_is_looked_at_with_the_next_batch() -> N
     assert len(wrong_model.calls[1]) == 2  # the wrong guess cost no pass of its own
     assert wrong.trace[1].kind == "zoom"
     assert wrong.trace[1].best_score is None
+
+
+def test_no_pass_asks_for_more_views_than_one_forward_of_the_model_takes() -> None:
+    """A model's declared max_batch_size caps every batch (the sliding window's tiles,
+    vstar's near-tied patches, closer looks and full batches), so the search's pass count
+    is the model's forward count; SearchConfig.batch_size still overrides it."""
+    for strategy in ("vstar", "sliding-window"):
+        pyramid = VirtualPyramid(4000, 3000)
+        model = ClutterModel(pyramid, framing_invariant=False)
+        model.max_batch_size = 3  # type: ignore[attr-defined]
+        cfg = SearchConfig(strategy=strategy, max_calls=60, deadline_s=None)
+        result = VStarSearch(model, cfg).search(pyramid, "star")
+        assert max(model.calls) == 3, strategy
+        assert result.forward_passes == len(model.calls)
+        uncapped = ClutterModel(VirtualPyramid(4000, 3000), framing_invariant=False)
+        VStarSearch(uncapped, cfg).search(uncapped.pyramid, "star")
+        assert max(uncapped.calls) == engine_module.DEFAULT_BATCH, strategy
+    pyramid = VirtualPyramid(4000, 3000)
+    model = ClutterModel(pyramid, framing_invariant=False)
+    model.max_batch_size = 3  # type: ignore[attr-defined]
+    cfg = SearchConfig(strategy="sliding-window", batch_size=6, max_calls=60, deadline_s=None)
+    VStarSearch(model, cfg).search(pyramid, "star")
+    assert max(model.calls) == 6
+    big = ClutterModel(VirtualPyramid(4000, 3000), framing_invariant=False)
+    big.max_batch_size = 64  # type: ignore[attr-defined]
+    VStarSearch(big, SearchConfig(strategy="sliding-window", max_calls=60)).search(
+        big.pyramid, "star"
+    )
+    assert max(big.calls) == engine_module.DEFAULT_BATCH  # never above the default

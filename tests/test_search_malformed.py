@@ -133,6 +133,10 @@ def test_a_declared_score_range_is_honoured() -> None:
         ("max_upsample", 0.5, ">= 1"),
         ("max_upsample", "2", "finite number"),
         ("max_upsample", float("nan"), "finite number"),
+        ("max_batch_size", 0, "positive integer"),
+        ("max_batch_size", "4", "positive integer"),
+        ("max_batch_size", True, "positive integer"),
+        ("max_batch_size", 2.5, "positive integer"),
     ],
 )
 def test_malformed_optional_declarations_are_refused(attribute, value, fragment) -> None:

@@ -17,6 +17,7 @@ from seal_agent.search import PatchPrediction, SearchConfig, VStarSearch
 from seal_agent.search.protocol import (
     Detection,
     accepts_scales,
+    declared_max_batch_size,
     declared_max_upsample,
     declared_score_range,
 )
@@ -359,6 +360,7 @@ class Declaring(CountingReference):
     max_upsample = 1.5
     score_range = (-10.0, 10.0)
     framing_invariant = True
+    max_batch_size = 3
 
     def __init__(self) -> None:
         super().__init__()
@@ -374,9 +376,11 @@ def test_the_wrapped_models_declarations_show_through_the_cache():
     assert declared_max_upsample(cache) == 1.5
     assert declared_score_range(cache) == (-10.0, 10.0)
     assert cache.framing_invariant is True
+    assert declared_max_batch_size(cache) == 3
     assert accepts_scales(cache)
     plain = ViewCachingSearchModel(CountingReference())
     assert declared_max_upsample(plain) == 1.0
+    assert declared_max_batch_size(plain) is None
     assert plain.framing_invariant is ReferenceSearchModel().framing_invariant
 
 

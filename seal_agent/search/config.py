@@ -73,7 +73,8 @@ class SearchConfig(BaseModel):
         description=(
             "most patches scored per forward pass where a strategy batches: the "
             "sliding-window's tiles, and vstar's native tiles, near-tied patches, pending "
-            "closer looks and their framings (None: 8, for both; a telling cue's best "
+            "closer looks and their framings (None: 8, or the model's max_batch_size "
+            "where it declares a smaller one, for both; a telling cue's best "
             "child still goes alone; 1: strictly one by one). For "
             "bfs/dfs/random orders it is the patches popped per pass (None: 1); seal "
             "always 1, as the reference"

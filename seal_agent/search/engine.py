@@ -61,6 +61,7 @@ from seal_agent.search.protocol import (
     SearchModel,
     accepts_scales,
     declared_framing_invariant,
+    declared_max_batch_size,
     declared_max_upsample,
     declared_score_range,
     validate_predictions,
@@ -93,7 +94,8 @@ StepCallback = Callable[[TraceStep], None]
 #: Tree strategies score one patch per forward pass unless told otherwise (the search
 #: length is the measure); the sliding window and vstar's native tiles have no order
 #: that one view could change, so they batch (a size a GPU takes in one pass: OWLv2 at
-#: 960 px fits 8 views in ~6 GB).
+#: 960 px fits 8 views in ~6 GB), or at most the views one forward of the model takes
+#: where it declares ``max_batch_size``.
 DEFAULT_TREE_BATCH = 1
 DEFAULT_BATCH = 8
 #: vstar: tree patches whose priorities are within this share of the best queued one
@@ -158,6 +160,7 @@ class VStarSearch:
         self.max_upsample = declared_max_upsample(model)
         self.framing_invariant = declared_framing_invariant(model)
         self.score_range = declared_score_range(model)
+        self.max_batch_size = declared_max_batch_size(model)
         try:
             self.thresholds = self.config.resolve_thresholds(defaults)
             ModelThresholds.model_validate(self.thresholds.model_dump())
@@ -229,7 +232,14 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         # cut by a split line lies whole in some child; the reference tiles exactly,
         # leaving such a target split between two children and found in neither.
         self.overlap = 0.0 if self.is_seal else cfg.split_overlap
-        self.tile_batch = cfg.batch_size if cfg.batch_size is not None else DEFAULT_BATCH
+        if cfg.batch_size is not None:
+            self.tile_batch = cfg.batch_size
+        else:
+            # Never more views per predict call than one forward pass of the model takes
+            # (protocol.SearchModel's max_batch_size): a larger batch would be split into
+            # several forwards, and the search's pass count would no longer be the model's.
+            declared = engine.max_batch_size
+            self.tile_batch = DEFAULT_BATCH if declared is None else min(declared, DEFAULT_BATCH)
         if self.is_seal:
             self.batch_size = 1  # the reference scores one patch per visit
         elif self.strategy == "sliding-window":

@@ -112,6 +112,12 @@ class SearchModel(Protocol):
       until it stands out from every other box the model showed at native detail,
       ``SearchConfig.hold_until_clear``). Real detectors' boxes come and go with the
       framing (issue 7), so the default asks for the second look.
+    * ``max_batch_size`` (int, default none): the most views one forward pass of the
+      model takes. Where the search batches (the sliding window's tiles, vstar's
+      native tiles, near-tied patches and closer looks) it then asks for at most that
+      many views per ``predict`` call, so its forward-pass count is the model's own:
+      OWLv2 on a GPU runs 4 views a forward (``OwlSearchModel``), and a pass of 8
+      would be two forwards back to back. ``SearchConfig.batch_size`` overrides it.
 
     Thread-safety: one model instance serves every concurrent graph branch, so
     ``predict`` may be called from several threads at once and must not keep per-call
@@ -137,7 +143,7 @@ class SearchModel(Protocol):
 
 
 #: The optional declarations a model may make (see ``SearchModel``).
-OPTIONAL_DECLARATIONS = ("max_upsample", "score_range", "framing_invariant")
+OPTIONAL_DECLARATIONS = ("max_upsample", "score_range", "framing_invariant", "max_batch_size")
 
 
 class DeclarationsShowThrough:
@@ -162,6 +168,10 @@ class DeclarationsShowThrough:
     @property
     def framing_invariant(self) -> Any:
         return getattr(self.declaring_model, "framing_invariant", False)
+
+    @property
+    def max_batch_size(self) -> Any:
+        return getattr(self.declaring_model, "max_batch_size", None)
 
 
 def accepts_scales(model: object) -> bool:
@@ -207,6 +217,21 @@ def declared_framing_invariant(model: object) -> bool:
     if not isinstance(value, bool):
         raise SearchModelError(f"search model framing_invariant must be a bool, got {value!r}")
     return value
+
+
+def declared_max_batch_size(model: object) -> int | None:
+    """The model's ``max_batch_size`` (default None: the search's own batch sizes)."""
+    try:
+        value = getattr(model, "max_batch_size", None)
+    except Exception as exc:  # a property that raises
+        raise SearchModelError(f"search model attribute max_batch_size raised {exc!r}") from exc
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise SearchModelError(
+            f"search model max_batch_size must be a positive integer or None, got {value!r}"
+        )
+    return int(value)
 
 
 def declared_score_range(model: object) -> tuple[float, float]:

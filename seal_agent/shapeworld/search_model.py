@@ -75,6 +75,9 @@ class ReferenceSearchModel:
     serve several threads.
 
     ``weak_heatmap`` and ``fallible`` degrade it honestly (both ``None``: the reference).
+    ``max_batch_size`` makes it declare a GPU model's forward size (OWLv2 on a GPU takes
+    4 views a forward), so the search batches as it would for that model; it computes
+    the same answers either way.
     """
 
     def __init__(
@@ -85,9 +88,19 @@ class ReferenceSearchModel:
         *,
         weak_heatmap: WeakHeatmap | None = None,
         fallible: Fallibility | None = None,
+        max_batch_size: int | None = None,
     ) -> None:
         if not isinstance(input_size, int) or input_size < 32:
             raise ValueError(f"input_size must be an int >= 32, got {input_size!r}")
+        if max_batch_size is not None and (
+            isinstance(max_batch_size, bool)
+            or not isinstance(max_batch_size, int)
+            or max_batch_size < 1
+        ):
+            raise ValueError(
+                f"max_batch_size must be a positive int or None, got {max_batch_size!r}"
+            )
+        self._max_batch_size = max_batch_size
         self._input_size = input_size
         self._thresholds = thresholds or REFERENCE_THRESHOLDS
         self._config = config
@@ -113,6 +126,11 @@ class ReferenceSearchModel:
     @property
     def fallible(self) -> Fallibility | None:
         return self._fallible
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """Views per forward pass, as declared (protocol.SearchModel); None: no limit."""
+        return self._max_batch_size
 
     @property
     def framing_invariant(self) -> bool:
