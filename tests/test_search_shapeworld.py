@@ -70,3 +70,19 @@ def test_vstar_finds_a_small_target_in_a_12000x9000_scan(model) -> None:
     # The reference's leaf rule stops at 3000x2250 patches, where 20 px is 3 model px.
     _, seal = run_search(model, scene, "seal")
     assert not (seal.found and seal.box is not None and seal.box.iou(target.box) > 0.5)
+
+
+def test_a_declared_forward_size_caps_the_search_batches_and_changes_no_answer(model) -> None:
+    """max_batch_size stands in for a GPU model's forward (OWLv2: 4): the sliding window
+    then scores 4 tiles a pass and finds the same box; a bad value is refused."""
+    gpu_like = ReferenceSearchModel(input_size=512, max_batch_size=4)
+    assert gpu_like.max_batch_size == 4
+    assert model.max_batch_size is None
+    scene = generate_scene(3, n_tables=(1, 4), width=2246, height=1582)
+    _, wide = run_search(model, scene, "sliding-window")
+    _, narrow = run_search(gpu_like, scene, "sliding-window")
+    assert narrow.box == wide.box
+    assert narrow.forward_passes > wide.forward_passes
+    assert narrow.forward_passes >= -(-narrow.patches_scored // 4)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        ReferenceSearchModel(input_size=512, max_batch_size=0)
