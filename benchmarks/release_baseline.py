@@ -10,6 +10,8 @@ behaviour is today's code with these switched off:
 * ``SearchConfig.signal_descent=False``: every coarse view splits 2x2 (0.1.0), instead of
   going straight to batched native tiles under a flat heatmap or to a native window on a
   telling peak;
+* ``SearchConfig.weak_cue_tiles=0``: a patch below a weak cue splits 2x2 (0.1.0),
+  instead of into the few native tiles that cover it;
 * ``SearchConfig.batch_size=1``: vstar scores one patch per forward pass (0.1.0), instead
   of batching native tiles and near-tied patches;
 * ``SearchConfig.context_first=False``: the context cue is asked only when a patch's
@@ -43,6 +45,7 @@ RELEASE_COMMIT = "5fbd7ef0a5456e368dece21fdeae1b1431e5b036"
 RELEASE_SEARCH_FIELDS: dict[str, Any] = {
     "confirm": False,
     "signal_descent": False,
+    "weak_cue_tiles": 0,
     "batch_size": 1,
     "context_first": False,
 }

@@ -301,3 +301,35 @@ def test_near_tied_patches_share_a_forward_pass_unless_batch_size_is_one() -> No
     config = SearchConfig(strategy="vstar", max_calls=3, deadline_s=None, batch_size=1)
     VStarSearch(strict, config).search(VirtualPyramid(4000, 3000), "star")
     assert [n for n, _ in strict.calls] == [1, 1, 1]
+
+
+def peaked(value: float) -> PatchPrediction:
+    """Nothing found; a map with one bright cell of ``value`` (below or above the cue
+    threshold), a peak the search can steer by."""
+    heat = np.zeros((8, 8), dtype=np.float32)
+    heat[2, 5] = value
+    return PatchPrediction((), heat)
+
+
+def descent_kinds(value: float, **config: object) -> list[tuple[str, int]]:
+    pyramid = VirtualPyramid(2000, 1500)
+    model = ScriptedModel(lambda *_: peaked(value))
+    model.framing_invariant = True  # type: ignore[attr-defined]  # trusted to steer when weak
+    cfg = SearchConfig(max_calls=30, deadline_s=None, **config)
+    result = VStarSearch(model, cfg).search(pyramid, "star")
+    return [(str(s.kind), s.level) for s in result.trace]
+
+
+def test_below_a_weak_cue_a_patch_few_native_tiles_cover_is_split_into_them() -> None:
+    """The root (20 native tiles) still splits 2x2; each child (about 1100x830, six
+    tiles) goes straight to its native tiles instead of coarse 2x2 children whose own
+    children would be upsampled. A strong cue keeps the 2x2 split, and so does
+    weak_cue_tiles=0."""
+    assert len(native_tiles(Box(0, 0, 2000, 1500), 512, 128)) > 6
+    weak = descent_kinds(0.2)
+    assert weak[0] == ("root", 1)
+    assert all(kind == "tile" for kind, level in weak if level >= 3)
+    assert any(kind == "tile" for kind, _ in weak)
+    for kinds in (descent_kinds(0.2, weak_cue_tiles=0), descent_kinds(0.9)):
+        assert not any(kind == "tile" for kind, _ in kinds)
+        assert any(kind == "split" and level >= 3 for kind, level in kinds)
