@@ -98,6 +98,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "vstar-batch4": {"strategy": "vstar", "batch_size": 4},
     "vstar-lazy-context": {"strategy": "vstar", "context_first": False},
     "vstar-peek-windows": {"strategy": "vstar", "peek_windows": True},
+    "vstar-no-weak-cue-tiles": {"strategy": "vstar", "weak_cue_tiles": 0},
 }
 
 
