@@ -666,7 +666,10 @@ def end_to_end(
                 max_pixels=E2E_TINY_MAX_PIXELS if tiny else DEFAULT_MAX_IMAGE_PIXELS,
             )
             chat = ReplayChatModel(decider=ReferenceVQAChatModel(), cost=vqa, counters=counters)
-            search = ReplaySearchModel(ReferenceSearchModel(), owl, counters)
+            # The decider declares OWL's forward size, so the search batches as it would
+            # with OWL itself (protocol.SearchModel.max_batch_size): one pass, one forward.
+            decider = ReferenceSearchModel(max_batch_size=owl.max_batch_size)
+            search = ReplaySearchModel(decider, owl, counters)
             # before: release 0.1.0 as a configuration of today's code (release_baseline.py)
             settings = (
                 SealConfig(cache_dir=images, cue_source="listing")
