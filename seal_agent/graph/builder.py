@@ -21,7 +21,8 @@ from langgraph.types import Checkpointer
 from seal_agent.graph.compiled import SealGraph
 from seal_agent.graph.configuration import SealConfig
 from seal_agent.graph.default_models import ModelSet, default_models
-from seal_agent.graph.nodes import Lazy, SealNodes
+from seal_agent.graph.lazy_models import Lazy
+from seal_agent.graph.nodes import SealNodes
 from seal_agent.graph.state import SealInput, SealOutput, SealState
 from seal_agent.imaging.content_blocks import unwrap_image_input
 from seal_agent.imaging.loading import to_image_ref

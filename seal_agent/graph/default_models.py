@@ -20,7 +20,7 @@ from typing import Any, Literal, cast
 from langchain_core.language_models import BaseChatModel
 
 from seal_agent.errors import SealError
-from seal_agent.graph.nodes import Lazy
+from seal_agent.graph.lazy_models import Lazy
 from seal_agent.search import SearchModel
 
 ModelSet = Literal["transformers", "shapeworld"]
