@@ -10,7 +10,7 @@ from PIL import Image
 
 from seal_agent.imaging.geometry import Box, ViewTransform, split_box
 from seal_agent.search.closer_looks import MIN_ZOOM_GAIN
-from seal_agent.search.frontier import Node
+from seal_agent.search.frontier import Node, NodeKind
 from seal_agent.search.priority import (
     HeatmapMass,
     ancestor_weighted_priority,
@@ -98,7 +98,6 @@ class Descent(RunState):
             # later and, measured on shape world, needs ~1.5x more patches; with a
             # sharp cue the product goes straight down, with a weak one it stays broad.
             cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
-            parent_p = node.priority if node.priority is not None else 1.0
             floor = STRONG_CUE_UNIFORM if strong else WEAK_CUE_UNIFORM
             if (
                 self.cfg.tie_weak_root
@@ -120,16 +119,7 @@ class Descent(RunState):
                 # But the graph's searches (vstar_shapeworld.py --n 24 --seed 0) pay
                 # 7.12 -> 8.54 patches per question: off by default (tie_weak_root).
                 floor = 1.0
-            nodes = [
-                Node(
-                    c,
-                    node.level + 1,
-                    index,
-                    priority=child_probability(parent_p, cue_mass, c, floor),
-                    kind="split",
-                )
-                for c in children
-            ]
+            nodes = _believed(children, node, index, cue_mass, floor, "split")
         self.frontier.push_children(nodes)
         return cue, phrase
 
@@ -151,24 +141,20 @@ class Descent(RunState):
         most = self.cfg.weak_cue_tiles
         if most < 2:
             return False
+        return self._queue_native_tiles(node, index, heatmap, WEAK_CUE_UNIFORM, most)
+
+    def _queue_native_tiles(
+        self, node: Node, index: int, heatmap: np.ndarray, floor: float, most: int | None = None
+    ) -> bool:
+        """Queue the native tiles that cover ``node`` as its children, each at the
+        parent's probability times its belief in the tile (``floor``: the area share's
+        weight); False, queueing nothing, where fewer than 2 (or more than ``most``)."""
         margin = math.ceil(self.cfg.split_overlap * self.input_size)
         tiles = native_tiles(node.patch, self.input_size, margin)
-        if not 2 <= len(tiles) <= most:
+        if len(tiles) < 2 or (most is not None and len(tiles) > most):
             return False
         cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
-        parent_p = node.priority if node.priority is not None else 1.0
-        self.frontier.push_children(
-            [
-                Node(
-                    t,
-                    node.level + 1,
-                    index,
-                    priority=child_probability(parent_p, cue_mass, t, WEAK_CUE_UNIFORM),
-                    kind="tile",
-                )
-                for t in tiles
-            ]
-        )
+        self.frontier.push_children(_believed(tiles, node, index, cue_mass, floor, "tile"))
         return True
 
     def _descend_by_signal(
@@ -223,25 +209,8 @@ class Descent(RunState):
             return False
         signal = max(peak_signal(per_phrase[0].heatmap), peak_signal(heatmap))
         if signal < FLAT_SIGNAL or not (steered or self.framing_invariant):
-            margin = math.ceil(self.cfg.split_overlap * self.input_size)
-            tiles = native_tiles(node.patch, self.input_size, margin)
-            if len(tiles) < 2:
-                return False
-            cue_mass = HeatmapMass.from_heatmap(heatmap, node.patch, node.level)
-            parent_p = node.priority if node.priority is not None else 1.0
-            self.frontier.push_children(
-                [
-                    Node(
-                        t,
-                        node.level + 1,
-                        index,
-                        priority=child_probability(parent_p, cue_mass, t, 1.0),
-                        kind="tile",
-                    )
-                    for t in tiles
-                ]
-            )
-            return True
+            # raster order: every tile at its area share (see above)
+            return self._queue_native_tiles(node, index, heatmap, 1.0)
         strong = per_phrase[0].cue_strength > self.th.cue_threshold_at(node.level)
         # vstar departs from seal: a model that declares ``framing_invariant`` is also
         # looked at through a native window on its map's single peak when its target cue
@@ -396,3 +365,21 @@ class Descent(RunState):
         # context, half and half as distributions, instead of being thrown away; the
         # context then decides between regions the target cue cannot tell apart.
         return mix_distributions([target, context], [0.5, 0.5]), "context", phrase, False
+
+
+def _believed(
+    boxes: list[Box], node: Node, index: int, cue_mass: HeatmapMass, floor: float, kind: NodeKind
+) -> list[Node]:
+    """``node``'s children over ``boxes``, each at P(parent) x the parent's belief in it
+    (the cue's share mixed with the area share, weight ``floor``)."""
+    parent_p = node.priority if node.priority is not None else 1.0
+    return [
+        Node(
+            b,
+            node.level + 1,
+            index,
+            priority=child_probability(parent_p, cue_mass, b, floor),
+            kind=kind,
+        )
+        for b in boxes
+    ]
