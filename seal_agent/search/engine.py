@@ -232,26 +232,20 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         # cut by a split line lies whole in some child; the reference tiles exactly,
         # leaving such a target split between two children and found in neither.
         self.overlap = 0.0 if self.is_seal else cfg.split_overlap
-        if cfg.batch_size is not None:
-            self.tile_batch = cfg.batch_size
-        else:
-            # Never more views per predict call than one forward pass of the model takes
-            # (protocol.SearchModel's max_batch_size): a larger batch would be split into
-            # several forwards, and the search's pass count would no longer be the model's.
-            declared = engine.max_batch_size
-            self.tile_batch = DEFAULT_BATCH if declared is None else min(declared, DEFAULT_BATCH)
+        declared = engine.max_batch_size
         if self.is_seal:
             self.batch_size = 1  # the reference scores one patch per visit
-        elif self.strategy == "sliding-window":
-            self.batch_size = self.tile_batch
-        elif self.strategy == "vstar":
-            # vstar batches runs of native tiles, near-tied patches of any kind and
-            # pending closer looks (see run()); a patch the cue singles out still goes
-            # alone (each such view decides what comes next) until the search has run
-            # long (full_batches_after).
-            self.batch_size = self.tile_batch
         elif cfg.batch_size is not None:
             self.batch_size = cfg.batch_size
+        elif self.strategy in ("sliding-window", "vstar"):
+            # The sliding window batches its tiles; vstar batches runs of native tiles,
+            # near-tied patches of any kind and pending closer looks (see run()); a
+            # patch the cue singles out still goes alone (each such view decides what
+            # comes next) until the search has run long (full_batches_after). Never
+            # more views per predict call than one forward pass of the model takes
+            # (protocol.SearchModel's max_batch_size): a larger batch would be split into
+            # several forwards, and the search's pass count would no longer be the model's.
+            self.batch_size = DEFAULT_BATCH if declared is None else min(declared, DEFAULT_BATCH)
         else:
             self.batch_size = DEFAULT_TREE_BATCH
         self.batch_kinds: frozenset[str] | None = (

@@ -142,8 +142,14 @@ class SearchModel(Protocol):
     ) -> list[list[PatchPrediction]]: ...
 
 
-#: The optional declarations a model may make (see ``SearchModel``).
-OPTIONAL_DECLARATIONS = ("max_upsample", "score_range", "framing_invariant", "max_batch_size")
+#: The optional declarations a model may make (see ``SearchModel``), each with the
+#: value that stands for a model that does not make it.
+OPTIONAL_DECLARATIONS: dict[str, Any] = {
+    "max_upsample": 1.0,
+    "score_range": (0.0, 1.0),
+    "framing_invariant": False,
+    "max_batch_size": None,
+}
 
 
 class DeclarationsShowThrough:
@@ -157,21 +163,24 @@ class DeclarationsShowThrough:
     def declaring_model(self) -> object:
         raise NotImplementedError
 
+    def _declared(self, name: str) -> Any:
+        return getattr(self.declaring_model, name, OPTIONAL_DECLARATIONS[name])
+
     @property
     def max_upsample(self) -> Any:
-        return getattr(self.declaring_model, "max_upsample", 1.0)
+        return self._declared("max_upsample")
 
     @property
     def score_range(self) -> Any:
-        return getattr(self.declaring_model, "score_range", (0.0, 1.0))
+        return self._declared("score_range")
 
     @property
     def framing_invariant(self) -> Any:
-        return getattr(self.declaring_model, "framing_invariant", False)
+        return self._declared("framing_invariant")
 
     @property
     def max_batch_size(self) -> Any:
-        return getattr(self.declaring_model, "max_batch_size", None)
+        return self._declared("max_batch_size")
 
 
 def accepts_scales(model: object) -> bool:
@@ -202,7 +211,7 @@ def _declared_float(model: object, name: str, default: float) -> float:
 
 def declared_max_upsample(model: object) -> float:
     """The model's ``max_upsample`` (default 1.0: enlarged pixels add nothing)."""
-    value = _declared_float(model, "max_upsample", 1.0)
+    value = _declared_float(model, "max_upsample", OPTIONAL_DECLARATIONS["max_upsample"])
     if value < 1.0:
         raise SearchModelError(f"search model max_upsample must be >= 1, got {value!r}")
     return value
@@ -211,7 +220,7 @@ def declared_max_upsample(model: object) -> float:
 def declared_framing_invariant(model: object) -> bool:
     """The model's ``framing_invariant`` (default False: confident boxes get a second look)."""
     try:
-        value = getattr(model, "framing_invariant", False)
+        value = getattr(model, "framing_invariant", OPTIONAL_DECLARATIONS["framing_invariant"])
     except Exception as exc:  # a property that raises
         raise SearchModelError(f"search model attribute framing_invariant raised {exc!r}") from exc
     if not isinstance(value, bool):
@@ -222,7 +231,7 @@ def declared_framing_invariant(model: object) -> bool:
 def declared_max_batch_size(model: object) -> int | None:
     """The model's ``max_batch_size`` (default None: the search's own batch sizes)."""
     try:
-        value = getattr(model, "max_batch_size", None)
+        value = getattr(model, "max_batch_size", OPTIONAL_DECLARATIONS["max_batch_size"])
     except Exception as exc:  # a property that raises
         raise SearchModelError(f"search model attribute max_batch_size raised {exc!r}") from exc
     if value is None:
@@ -237,7 +246,7 @@ def declared_max_batch_size(model: object) -> int | None:
 def declared_score_range(model: object) -> tuple[float, float]:
     """The model's ``score_range`` (default [0, 1])."""
     try:
-        value = getattr(model, "score_range", (0.0, 1.0))
+        value = getattr(model, "score_range", OPTIONAL_DECLARATIONS["score_range"])
     except Exception as exc:
         raise SearchModelError(f"search model attribute score_range raised {exc!r}") from exc
     try:
