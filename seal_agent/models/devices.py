@@ -88,6 +88,15 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return getattr(torch, name)
 
 
+def keeps_in_host_memory(offload: bool | None, *devices: torch.device) -> bool:
+    """A cache's choice for an entry made on ``devices``: ``offload`` where set, else
+    whether any of them is an accelerator (a GPU holds the models and the work in
+    flight; the host keeps what is only reused)."""
+    if offload is not None:
+        return offload
+    return any(device.type != "cpu" for device in devices)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """'bfloat16' for ``torch.bfloat16`` (for configs and reports)."""
     return str(dtype).removeprefix("torch.")

@@ -253,18 +253,15 @@ def _continuations_together(
     log_probs = torch.log_softmax(out.logits[0].float(), dim=-1)
     _crop_back(cache, count, prompt_length)
     totals: list[float] = []
-    start = 0
-    piece_index = 0
+    start = 0  # where each option's rows begin: its piece is ids[:-1], laid out in order
     for ids in option_ids:
         if len(ids) < 2:
             totals.append(0.0)
             continue
-        length = len(pieces[piece_index])
         targets = torch.tensor(ids[1:], device=log_probs.device)
-        rows = log_probs[start : start + length]
+        rows = log_probs[start : start + len(targets)]
         totals.append(float(rows.gather(-1, targets[:, None]).sum()))
-        start += length
-        piece_index += 1
+        start += len(targets)
     return totals
 
 

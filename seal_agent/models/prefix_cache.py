@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from seal_agent.models.devices import keeps_in_host_memory
 from seal_agent.models.loading import unwrapped_model
 
 #: ~8 Qwen2.5-VL-7B prompts of ~1,100 tokens (28 layers x 2 x 4 heads x 128 x bf16).
@@ -323,11 +324,6 @@ class PrefixKVCache:
         # Entries are never mutated; the copy (cut while copying) is the caller's.
         return length, _kv_copy(entry.kv, device, length)
 
-    def _offloads(self, kv: Any) -> bool:
-        if self.offload is not None:
-            return self.offload
-        return any(layer.keys.device.type != "cpu" for layer in kv.layers)
-
     def store(self, layout: PromptLayout, kv: Any, *, shared: bool = False) -> bool:
         """Keep ``kv`` (exactly the prompt's tokens) for later prompts; False if not kept.
 
@@ -336,7 +332,7 @@ class PrefixKVCache:
         """
         if not _croppable(kv) or kv.get_seq_length() != layout.length:
             return False
-        if self._offloads(kv):
+        if keeps_in_host_memory(self.offload, *(layer.keys.device for layer in kv.layers)):
             kv = _kv_copy(kv, "cpu", layout.length)
         elif shared:
             kv = copy.deepcopy(kv)

@@ -417,7 +417,7 @@ def generate_with_static_decode(
         max_new_tokens=max_new,
         min_new_tokens=min_new,
         eos_token_ids=ends,
-        rope_delta=rope_delta(decoder.base) if decoder.mrope else 0,
+        rope_delta=rope_delta(decoder.base),
     )
     tail = torch.tensor([rest], dtype=prefill.sequences.dtype, device=prefill.sequences.device)
     sequences = torch.cat([prefill.sequences, tail], dim=1) if rest else prefill.sequences

@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from seal_agent.models.devices import keeps_in_host_memory
+
 #: ~35 Qwen2.5-VL-7B global images (1,000 tokens x 3,584 x bf16 = 7 MB each).
 DEFAULT_VISION_CACHE_BYTES = 256 * 1024 * 1024
 
@@ -208,7 +210,7 @@ class VisionFeatureCache:
         size = features.element_size() * features.nelement()
         if size > self.max_bytes:
             return
-        offload = self.offload if self.offload is not None else features.device.type != "cpu"
+        offload = keeps_in_host_memory(self.offload, features.device)
         self._entries[key] = features.to("cpu", copy=True) if offload else features
         self._bytes += size
         while self._bytes > self.max_bytes and self._entries:
