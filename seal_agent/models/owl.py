@@ -64,6 +64,7 @@ from PIL import Image
 from seal_agent.errors import InvalidImageError, InvalidQuestionError, SearchModelError
 from seal_agent.models.boxes import to_detections
 from seal_agent.models.defaults import DEFAULT_SEARCH_MODEL_ID
+from seal_agent.models.devices import keeps_in_host_memory
 from seal_agent.models.loading import load_or_raise
 from seal_agent.models.search_base import (
     TransformersSearchModel,
@@ -124,8 +125,9 @@ class OwlViewEncoding:
     """One view through OWL's image tower: what any phrase's heads need, nothing more.
 
     ``feature_map`` (grid_h, grid_w, dim) is in the model's dtype (5.5 MB for OWLv2-B/16
-    in bf16), in host memory (a view cache may keep hundreds; the GPU holds the models
-    and the pass in flight, and copying a batch back costs ~1 ms a view); ``boxes``
+    in bf16); ``encode_views`` puts it in host memory (a view cache may keep hundreds;
+    the GPU holds the models and the pass in flight, and copying a batch back costs
+    ~1 ms a view), while a plain ``predict`` leaves it on the device; ``boxes``
     (grid_h * grid_w, 4), float32 on the CPU, are the box head's output, which does not
     depend on the phrase.
     """
@@ -292,7 +294,8 @@ class OwlSearchModel(TransformersSearchModel):
     def _predict_chunk(
         self, views: list[Image.Image], phrases: list[str]
     ) -> list[list[PatchPrediction]]:
-        return self._heads_chunk(self._encode_chunk(views), phrases)
+        # Nothing keeps these encodings: the feature maps stay on the device for the heads.
+        return self._heads_chunk(self._encode_chunk(views, to_host=False), phrases)
 
     # -- split API (search/view_cache.py): image tower once, phrase heads per phrase -----
     def encode_views(self, views: Sequence[Image.Image]) -> list[OwlViewEncoding]:
@@ -307,7 +310,9 @@ class OwlSearchModel(TransformersSearchModel):
         out: list[OwlViewEncoding] = []
         for start in range(0, len(checked), self.max_batch_size):
             chunk = checked[start : start + self.max_batch_size]
-            out.extend(self._guarded(len(chunk), lambda c=chunk: self._encode_chunk(c)))
+            out.extend(
+                self._guarded(len(chunk), lambda c=chunk: self._encode_chunk(c, to_host=True))
+            )
         return out
 
     def predict_encoded(
@@ -339,7 +344,9 @@ class OwlSearchModel(TransformersSearchModel):
                 f"{type(self).__name__} ({self.model_id}) failed on a batch of {count} views: {exc}"
             ) from exc
 
-    def _encode_chunk(self, views: list[Image.Image]) -> list[OwlViewEncoding]:
+    def _encode_chunk(self, views: list[Image.Image], *, to_host: bool) -> list[OwlViewEncoding]:
+        """``to_host``: the encodings go to a cache, so their feature maps leave the GPU
+        (``keeps_in_host_memory``); a plain ``predict`` skips that round trip."""
         fast = self._fast_preprocessing_applies(views)
         if fast:
             pixel_values = padded_uint8_batch(views, self._input_size)
@@ -359,10 +366,16 @@ class OwlSearchModel(TransformersSearchModel):
             features = feature_map.reshape(batch, grid_h * grid_w, dim)
             boxes = self._model.box_predictor(features, feature_map, interpolate)
         boxes = boxes.float().cpu()
-        feature_map = feature_map.cpu()
-        # One tensor per view (a slice would keep the whole batch's storage alive).
+        offload = to_host and keeps_in_host_memory(None, feature_map.device)
+        # One tensor per view (a slice would keep the whole batch's storage alive); a
+        # view's copy to the host is already its own tensor.
         return [
-            OwlViewEncoding(feature_map[i].clone(), boxes[i].clone(), view.width, view.height)
+            OwlViewEncoding(
+                feature_map[i].cpu() if offload else feature_map[i].clone(),
+                boxes[i].clone(),
+                view.width,
+                view.height,
+            )
             for i, view in enumerate(views)
         ]
 
@@ -374,7 +387,8 @@ class OwlSearchModel(TransformersSearchModel):
             raise SearchModelError("encodings of different grid sizes cannot share a pass")
         with self._forward_lock, torch.inference_mode():
             queries = self._query_embeddings(phrases)
-            feature_map = torch.stack([e.feature_map for e in encodings]).to(self.device)
+            # Each view to the device, then stacked there (no batch-sized host copy).
+            feature_map = torch.stack([e.feature_map.to(self.device) for e in encodings])
             batch = feature_map.shape[0]
             features = feature_map.reshape(batch, grid_h * grid_w, dim)
             logits = self._model.class_predictor(
