@@ -16,6 +16,11 @@ searches the call budget cut short; a ``root-only`` row scores the root view alo
 mode (confident false boxes on clutter, missed detections, seeded per view), or ``all``
 three side by side on the same scenes, each with issue 7's targets checked.
 
+Where vstar and the sliding window both run, each search's passes are also priced as
+OWLv2-B/16 network time on an H100, from the measured latency of a forward of n views
+(``results/gpu_owl_batches_cuda.json``, written by ``gpu_latency.py --vqa none``): a
+model, not a GPU run, to show what a pass costs next to a view.
+
 Separately, on one 12000x9000 scene: the time to prepare each visited patch's view
 through the pyramid versus cropping and resizing from full resolution, and the peak
 memory of a whole vstar search (in a fresh process) relative to the decoded image.
@@ -99,6 +104,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "vstar-lazy-context": {"strategy": "vstar", "context_first": False},
     "vstar-peek-windows": {"strategy": "vstar", "peek_windows": True},
     "vstar-no-weak-cue-tiles": {"strategy": "vstar", "weak_cue_tiles": 0},
+    "vstar-guess-windows": {"strategy": "vstar", "guess_windows": True},
+    "vstar-tie-weak-root": {"strategy": "vstar", "tie_weak_root": True},
 }
 
 
@@ -178,14 +185,16 @@ class CachedModel(DeclarationsShowThrough):
     ms/target = (search time - model time actually spent) + model time charged.
     """
 
-    def __init__(self, model: SearchModel) -> None:
+    def __init__(self, model: SearchModel, memoise: bool = True) -> None:
         self.model = model
         self.input_size = model.input_size
         self.thresholds = model.thresholds
+        self.memoise = memoise
         self._scales = _accepts_scales(model)
         self._cache: dict[tuple[bytes, tuple[str, ...], Any], tuple[list[Any], float]] = {}
         self.spent = 0.0  # seconds really spent in the model
         self.charged = 0.0  # seconds an uncached run would have spent
+        self.pass_sizes: list[int] = []  # views per predict call, reused answers included
 
     @property
     def declaring_model(self) -> object:
@@ -196,8 +205,11 @@ class CachedModel(DeclarationsShowThrough):
         self._cache.clear()
 
     def predict(self, views: Any, phrases: Any, *, scales: Any = None) -> list[list[Any]]:
+        self.pass_sizes.append(len(views))
         if not self._scales:
             scales = None
+        if not self.memoise:
+            self._cache.clear()
         keys = [
             (
                 hashlib.blake2b(v.tobytes(), digest_size=16).digest(),
@@ -231,6 +243,38 @@ class CachedModel(DeclarationsShowThrough):
         return out
 
 
+#: OWLv2-B/16 per pass on an H100 (gpu_latency.py --vqa none): ms for one forward of n views.
+OWL_PASS_LATENCY = REPO / "benchmarks" / "results" / "gpu_owl_batches_cuda.json"
+
+
+def owl_pass_cost() -> Callable[[int], float] | None:
+    """Milliseconds OWLv2 on an H100 takes for a pass of n views, as the library runs it
+    (forwards of at most ``OwlSearchModel``'s ``max_batch_size`` views), from the measured
+    per-forward latencies; ``None`` without the measurement.
+
+    A search's network time on a GPU, modelled from its passes' sizes: it shows whether
+    fewer, fuller passes or fewer views is what saves time.
+    """
+    import inspect
+
+    from seal_agent.models.owl import OwlSearchModel
+
+    try:
+        rows = json.loads(OWL_PASS_LATENCY.read_text())["search_model"]["batches"]
+    except (OSError, KeyError, ValueError):
+        return None
+    measured = {int(r["batch"]): float(r["latency_ms"]) for r in rows}
+    forward = int(inspect.signature(OwlSearchModel).parameters["max_batch_size"].default)
+    if any(n not in measured for n in range(1, forward + 1)):
+        return None
+
+    def cost(views: int) -> float:
+        full, rest = divmod(views, forward)
+        return full * measured[forward] + (measured[rest] if rest else 0.0)
+
+    return cost
+
+
 def _accepts_scales(model: object) -> bool:
     try:
         from seal_agent.search.protocol import accepts_scales
@@ -258,6 +302,7 @@ class Record:
     forward_passes: int
     seconds: float
     stop_reason: str
+    owl_gpu_ms: float | None = None  # modelled: OWLv2 on an H100 for these passes
 
 
 def strategy_config(name: str, max_calls: int) -> SearchConfig:
@@ -306,6 +351,7 @@ def run_scene(
     strategies: list[str],
     max_calls: int,
     mode: str = "reference",
+    pass_cost: Callable[[int], float] | None = None,
 ) -> Iterator[Record]:
     pyramid = ImagePyramid(scene.image)
     # Build the coarse levels once, outside the timed searches (every strategy shares them).
@@ -320,6 +366,7 @@ def run_scene(
         for name in strategies:
             spent = cached.spent if cached is not None else 0.0
             charged = cached.charged if cached is not None else 0.0
+            first_pass = len(cached.pass_sizes) if cached is not None else 0
             started = time.perf_counter()
             if name == "root-only":
                 box, score = root_only(model, pyramid, target.shape)
@@ -342,6 +389,9 @@ def run_scene(
             if cached is not None:  # charge the model time an uncached run would spend
                 seconds += (cached.charged - charged) - (cached.spent - spent)
             iou = box.iou(truth) if box is not None else 0.0
+            owl_ms = None
+            if cached is not None and pass_cost is not None:
+                owl_ms = round(sum(map(pass_cost, cached.pass_sizes[first_pass:])), 2)
             yield Record(
                 mode=mode,
                 strategy=name,
@@ -359,6 +409,7 @@ def run_scene(
                 forward_passes=passes,
                 seconds=seconds,
                 stop_reason=reason,
+                owl_gpu_ms=owl_ms,
             )
 
 
@@ -382,6 +433,11 @@ def summarise(records: list[Record], strategies: list[str]) -> dict[str, dict[st
             ),
             "ms_per_target": 1000 * statistics.fmean(r.seconds for r in rows),
             "budget_hits": sum(r.stop_reason == "budget" for r in rows),
+            "mean_owl_gpu_ms": (
+                statistics.fmean(r.owl_gpu_ms for r in rows if r.owl_gpu_ms is not None)
+                if all(r.owl_gpu_ms is not None for r in rows)
+                else None
+            ),
         }
     bfs = table.get("bfs")
     for row in table.values():
@@ -550,6 +606,7 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
     header = (
         f"{'strategy':<20}{'targets':>8}{'success':>9}{'mean':>8}{'median':>8}"
         f"{'paper len':>10}{'passes':>8}{'vs bfs':>8}{'ms/target':>11}{'budget':>8}"
+        f"{'OWL ms*':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -561,7 +618,9 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
             f"{_num(row['mean_patches_when_found']):>10}{row['mean_passes']:>8.1f}"
             f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>8}"
             f"{row['ms_per_target']:>11.0f}{row['budget_hits']:>8}"
+            f"{_num(row['mean_owl_gpu_ms']):>9}"
         )
+    print("* OWLv2 network ms per search on an H100, modelled from each pass's views")
 
 
 def print_side_by_side(tables: dict[str, dict[str, dict[str, Any]]]) -> None:
@@ -588,6 +647,24 @@ def print_side_by_side(tables: dict[str, dict[str, dict[str, Any]]]) -> None:
                 f"{(f'{ratio:.2f}x' if ratio is not None else '-'):>7}|"
             )
         print(line)
+
+
+def print_owl_gpu_time(tables: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """vstar against the sliding window in passes and in modelled OWLv2 GPU time."""
+    print(
+        "\nOWLv2-B/16 network time per search on an H100, modelled from each pass's views "
+        f"({OWL_PASS_LATENCY.name}; forwards of at most 4 views):"
+    )
+    print(f"{'mode':<12}{'vstar ms':>10}{'SW ms':>9}{'ratio':>8}{'passes ratio':>14}")
+    for mode, table in tables.items():
+        v, sw = table.get("vstar"), table.get("sliding-window")
+        if not v or not sw or v["mean_owl_gpu_ms"] is None or sw["mean_owl_gpu_ms"] is None:
+            continue
+        print(
+            f"{mode:<12}{v['mean_owl_gpu_ms']:>10.1f}{sw['mean_owl_gpu_ms']:>9.1f}"
+            f"{v['mean_owl_gpu_ms'] / sw['mean_owl_gpu_ms']:>7.2f}x"
+            f"{v['mean_passes'] / sw['mean_passes']:>13.2f}x"
+        )
 
 
 Check = tuple[str, bool | None, str]
@@ -767,7 +844,8 @@ def main(argv: list[str] | None = None) -> int:
     models: dict[str, SearchModel] = {}
     for mode in modes:
         model = reference_model(args.input_size, mode, args.forward_batch)
-        models[mode] = model if args.no_cache else CachedModel(model)
+        models[mode] = CachedModel(model, memoise=not args.no_cache)
+    pass_cost = owl_pass_cost()
 
     records: list[Record] = []
     started = time.perf_counter()
@@ -776,7 +854,9 @@ def main(argv: list[str] | None = None) -> int:
         scene = make_scene(index, seed, allow_scans=not (args.quick or args.no_scans))
         progress = []
         for mode, model in models.items():
-            scene_records = list(run_scene(index, scene, model, strategies, args.max_calls, mode))
+            scene_records = list(
+                run_scene(index, scene, model, strategies, args.max_calls, mode, pass_cost)
+            )
             records.extend(scene_records)
             progress.append(
                 f"{mode}: "
@@ -825,6 +905,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(modes) > 1:
         print("\nSide by side (len = the paper's search length, successful searches only):")
         print_side_by_side(tables)
+    if pass_cost is not None and "vstar" in strategies and "sliding-window" in strategies:
+        print_owl_gpu_time(tables)
     if views:
         print("\nView preparation on a 12000x9000 scan (median ms per view):")
         for name, s in views["sets"].items():
