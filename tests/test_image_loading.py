@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from seal_agent.errors import InvalidImageError
+from seal_agent.imaging.content_blocks import unwrap_image_input
 from seal_agent.imaging.loading import (
     DecodedImageCache,
     ImagePolicy,
@@ -153,6 +154,34 @@ def test_corrupt_truncated_and_non_images_are_refused(tmp_path: Path):
         to_image_ref(b"\x00\x01garbage", cache_dir=tmp_path)
     with pytest.raises(InvalidImageError, match="base64"):
         to_image_ref("data:image/png,rawtext", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [("@@@@!!!!****", "character '@'"), ("QUFB" * 300 + "é", "non-ASCII"), ("====", "no data")],
+)
+def test_invalid_base64_is_named_as_such_not_as_an_empty_image(
+    tmp_path: Path, payload: str, problem: str
+):
+    # b64decode(validate=False) drops what it cannot read: garbage became b"" ("the image
+    # is empty") or a few stray bytes ("not an image in an allowed format").
+    url = "data:image/png;base64," + payload
+    for decode in (lambda: to_image_ref(url, cache_dir=tmp_path), lambda: unwrap_image_input(url)):
+        with pytest.raises(InvalidImageError, match=f"not valid base64: .*{problem}"):
+            decode()
+    block = {"type": "image", "base64": payload, "mime_type": "image/png"}
+    with pytest.raises(InvalidImageError, match=f"not valid base64: .*{problem}"):
+        unwrap_image_input(block)
+
+
+def test_url_safe_and_wrapped_base64_still_decode(tmp_path: Path):
+    data = _png_bytes(_gradient(64, 48))
+    for text in (
+        base64.urlsafe_b64encode(data).decode(),
+        "\n".join(base64.b64encode(data).decode()[i : i + 76] for i in range(0, 9999, 76)),
+    ):
+        ref = to_image_ref("data:image/png;base64," + text, cache_dir=tmp_path)
+        assert (ref["width"], ref["height"]) == (64, 48)
 
 
 def test_zero_size_and_unsupported_inputs_are_refused(tmp_path: Path):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from seal_agent.imaging.geometry import Box
 from seal_agent.shapeworld import Scene, generate_scene
@@ -205,3 +206,16 @@ def test_the_server_refuses_to_start_without_obtainable_weights(
     assert "--shapeworld" in err
     assert main(["mcp", "--allow-root", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_bare_base64_without_data_is_refused_as_invalid_base64() -> None:
+    from seal_agent.errors import InvalidImageError
+    from seal_agent.servers.mcp import ClientImageSources
+
+    sources = ClientImageSources((), allow_urls=False)
+    with pytest.raises(InvalidImageError, match="base64 data is not valid: it holds no data"):
+        sources.image_input("====" * 100)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    wrapped = base64.encodebytes(png.getvalue() * 4).decode()  # 76-character lines
+    assert sources.image_input(wrapped) == png.getvalue() * 4

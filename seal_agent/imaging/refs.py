@@ -9,7 +9,6 @@ directory after it decoded. A reference is only a claim: ``load_image`` re-valid
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import io
@@ -22,6 +21,7 @@ from PIL import Image
 
 from seal_agent.errors import InvalidImageError
 from seal_agent.imaging.cache import image_cache, verified_files
+from seal_agent.imaging.content_blocks import decode_base64
 from seal_agent.imaging.decoding import decode_bytes, pyramid_from_pil
 from seal_agent.imaging.paths import resolve_allowed_path
 from seal_agent.imaging.policy import DEFAULT_MAX_IMAGE_PIXELS, ImagePolicy
@@ -142,9 +142,8 @@ def _decode_data_url(text: str) -> bytes:
     match = _DATA_URL.match(text[:512])
     if match is None or ";base64" not in (match.group("params") or "").lower():
         raise InvalidImageError("a data-URL image must look like 'data:image/png;base64,...'")
-    payload = text[match.end() :]
     try:
-        return base64.b64decode(payload, validate=False)
+        return decode_base64(text, match.end())
     except (binascii.Error, ValueError) as exc:
         raise InvalidImageError(f"the data-URL image is not valid base64: {exc}") from exc
 

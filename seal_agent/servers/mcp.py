@@ -11,6 +11,7 @@ live as the protocol's progress notifications.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import os
 import re
 from collections.abc import Sequence
@@ -61,7 +62,10 @@ class ClientImageSources:
         if text[:5].lower() == "data:":
             return text
         if len(text) > 256 and _BASE64.match(text[:4096]):
-            return decode_base64(text)
+            try:
+                return decode_base64(text)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidImageError(f"image: the base64 data is not valid: {exc}") from exc
         return self._checked(text)
 
     def _checked(self, source: bytes | str) -> bytes | str:
