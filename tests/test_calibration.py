@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -199,6 +200,20 @@ def test_bad_profiles_are_clear_errors(tmp_path: Path) -> None:
         load_profile(missing)
     with pytest.raises(ProfileError, match="not a seal-agent thresholds profile"):
         load_profile(other)
+
+
+def test_a_fifo_or_device_as_a_profile_is_refused_without_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A FIFO blocked the read forever; /dev/zero (size 0 to stat) was read until memory ran out.
+    fifo = tmp_path / "profile.json"
+    os.mkfifo(fifo)
+    for source in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ProfileError, match=r"not a regular file|Is a directory"):
+            load_profile(source)
+    code = main(["ask", "x.png", "What?", "--shapeworld", "--thresholds", str(fifo)])
+    assert code == 2
+    assert "is not a regular file" in capsys.readouterr().err
 
 
 # -- the claim: calibration recovers the shipped thresholds' search behaviour ---------------------
