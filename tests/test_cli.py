@@ -78,6 +78,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["--progress", "loud"], "--progress: invalid choice"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["--save-viz", "/no/such/folder/out.png"], "--save-viz: the folder"),
+        # Refused before the run, not after it in a failed write.
+        (["--save-viz", "/tmp"], "--save-viz: /tmp is a folder"),
+        (["--save-viz", "/tmp/search.xyz"], "--save-viz: Pillow cannot write a '.xyz' file"),
+        (["--save-viz", "/tmp/search"], "--save-viz: Pillow cannot write a 'suffix-less' file"),
         (["--vqa-model", "x"], "--shapeworld uses the reference models"),
     ],
 )
