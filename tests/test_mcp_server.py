@@ -219,3 +219,32 @@ def test_bare_base64_without_data_is_refused_as_invalid_base64() -> None:
     Image.new("RGB", (8, 8)).save(png, format="PNG")
     wrapped = base64.encodebytes(png.getvalue() * 4).decode()  # 76-character lines
     assert sources.image_input(wrapped) == png.getvalue() * 4
+
+
+def test_text_arguments_no_store_accepts_are_refused_in_process(tmp_path: Path) -> None:
+    # Over JSON a client can send "\ud800"; it reached the chat model, whose failure
+    # blamed the model ("the VQA chat model ... failed: UnicodeEncodeError").
+    from seal_agent.graph import SealConfig, build_graph
+    from seal_agent.servers.mcp import build_mcp_server
+    from seal_agent.shapeworld import ReferenceSearchModel
+    from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
+
+    graph = build_graph(
+        ReferenceVQAChatModel(), ReferenceSearchModel(), SealConfig(cache_dir=tmp_path / "cache")
+    )
+    server = build_mcp_server(graph, allowed_roots=[tmp_path])
+    Image.new("RGB", (64, 48), (40, 90, 200)).save(tmp_path / "blue.png")
+    image = str(tmp_path / "blue.png")
+
+    async def call(**args: Any) -> Any:
+        async with Client(server, read_timeout_seconds=60) as client:
+            return await client.call_tool("visual_search", {"image": image, **args})
+
+    for args, needle in [
+        ({"question": "Which?", "options": ["red\ud800", "blue"]}, "option 1 is not valid Unicode"),
+        ({"question": "Which\x00?"}, "the question contains a NUL character"),
+        ({"question": "Which?", "targets": ["\udcff"]}, "target 1 is not valid Unicode"),
+    ]:
+        result = asyncio.run(asyncio.wait_for(call(**args), 60))
+        assert result.is_error
+        assert needle in result.content[0].text

@@ -109,6 +109,23 @@ def test_errors_come_back_as_readable_messages(graph, scene_path, args, needle):
     assert needle in message.content
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ({"targets": ["square\udcff"]}, "target 1 is not valid Unicode text: a lone surrogate"),
+        ({"targets": ["red", "a\x00b"]}, "target 2 contains a NUL character"),
+        ({"question": "What\x00 colour?"}, "the question contains a NUL character"),
+    ],
+)
+def test_text_no_store_accepts_is_refused_before_the_run(graph, scene_path, args, needle):
+    # JSON carries lone surrogates and NULs; with a checkpointer a surrogate target made
+    # the graph's serializer raise TypeError, which escaped the tool and crashed the agent.
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
+    message = _call(tool, {"image": scene_path, "question": "q?", **args})
+    assert message.status == "error"
+    assert needle in message.content
+
+
 def test_a_corrupt_image_is_reported_to_the_agent(graph, tmp_path: Path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)

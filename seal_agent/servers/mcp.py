@@ -28,6 +28,7 @@ from seal_agent.graph.builder import graph_settings
 from seal_agent.graph.compiled import SealGraph
 from seal_agent.imaging.content_blocks import decode_base64, image_from_block, is_image_block
 from seal_agent.imaging.paths import caller_image_source
+from seal_agent.tools.text_arguments import check_text_arguments
 from seal_agent.tools.visual_search import DEFAULT_DESCRIPTION, result_artifact, result_text
 
 IMAGE_HELP = (
@@ -149,6 +150,7 @@ def build_mcp_server(
         ] = None,
     ) -> CallToolResult:
         try:
+            check_text_arguments(question, targets, options)
             source = await asyncio.to_thread(sources.image_input, image)
             inputs: dict[str, Any] = {"image": source, "question": question}
             if targets is not None:

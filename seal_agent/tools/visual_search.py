@@ -40,6 +40,7 @@ from seal_agent.tools.conversation_images import (
     parse_image_reference,
     resolve_conversation_image,
 )
+from seal_agent.tools.text_arguments import check_text_arguments
 
 #: LangGraph's ToolNode injects the agent's ``ToolRuntime`` (state, stream writer) into a
 #: tool parameter named ``runtime``; hidden from the model, None outside an agent.
@@ -247,6 +248,7 @@ def create_visual_search_tool(
     def request(
         image: str | dict[str, Any], question: str, targets: list[str] | None, runtime: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        check_text_arguments(question, targets)
         state: dict[str, Any] = {
             "image": caller_image_source(_image_input(image, runtime), roots),
             "question": question,
