@@ -248,3 +248,37 @@ def test_text_arguments_no_store_accepts_are_refused_in_process(tmp_path: Path) 
         result = asyncio.run(asyncio.wait_for(call(**args), 60))
         assert result.is_error
         assert needle in result.content[0].text
+
+
+def test_the_shapeworld_server_with_allow_urls_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `seal-agent mcp --shapeworld --allow-urls` built its graph without allow_urls and
+    # sent allow_urls=True as every call's context: each call was refused as a change of
+    # a deployment setting.
+    from mcp.server.mcpserver import MCPServer
+
+    from seal_agent.cli import main
+    from seal_agent.graph import SealConfig, build_graph
+    from seal_agent.graph.configuration import DeploymentSettingError
+    from seal_agent.servers.mcp import build_mcp_server
+    from seal_agent.shapeworld import ReferenceSearchModel
+    from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
+
+    monkeypatch.setenv("SEAL_AGENT_CACHE_DIR", str(tmp_path / "cache"))
+    served: list[MCPServer] = []
+    monkeypatch.setattr(MCPServer, "run", lambda self, *a, **k: served.append(self))
+    assert main(["mcp", "--shapeworld", "--allow-urls", "--allow-root", str(tmp_path)]) == 0
+    Image.new("RGB", (64, 48), (40, 90, 200)).save(tmp_path / "blue.png")
+
+    async def call() -> Any:
+        async with Client(served[0], read_timeout_seconds=60) as client:
+            args = {"image": str(tmp_path / "blue.png"), "question": "What is it?"}
+            return await client.call_tool("visual_search", args)
+
+    result = asyncio.run(asyncio.wait_for(call(), 60))
+    assert not result.is_error, result.content[0].text
+
+    graph = build_graph(ReferenceVQAChatModel(), ReferenceSearchModel(), SealConfig())
+    with pytest.raises(DeploymentSettingError, match=r"graph built with allow_urls=False"):
+        build_mcp_server(graph, allow_urls=True)
