@@ -282,3 +282,19 @@ def test_the_shapeworld_server_with_allow_urls_answers(
     graph = build_graph(ReferenceVQAChatModel(), ReferenceSearchModel(), SealConfig())
     with pytest.raises(DeploymentSettingError, match=r"graph built with allow_urls=False"):
         build_mcp_server(graph, allow_urls=True)
+
+
+def test_the_default_graph_enforces_the_servers_roots_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seal_agent.servers import mcp as server_module
+
+    built: list[Any] = []
+    monkeypatch.setattr(
+        server_module, "build_default_graph", lambda settings: built.append(settings) or object()
+    )
+    server_module.build_mcp_server(allowed_roots=[tmp_path])
+    server_module.build_mcp_server()
+    assert built[0].allowed_roots == [tmp_path.resolve()]
+    assert built[1].allowed_roots == []  # no roots: no local file at all, not any file
+    assert built[0].image_policy().allowed_roots == (tmp_path.resolve(),)

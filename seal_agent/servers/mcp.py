@@ -131,6 +131,11 @@ def build_mcp_server(
     sources = ClientImageSources(allowed_roots, allow_urls)
     context: SealConfig | None = settings
     if graph is None:
+        if "allowed_roots" not in settings.model_fields_set:
+            # The graph enforces the server's roots too: a path checked here and swapped
+            # for a symlink before the run reads it is still refused.
+            settings = settings.model_copy(update={"allowed_roots": list(sources.roots)})
+            context = settings
         the_graph = build_default_graph(settings)
     else:
         # A built graph's deployment settings are its own: sending allow_urls as every
