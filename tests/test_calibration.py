@@ -310,6 +310,20 @@ def test_cli_bad_inputs_are_clear_errors(
     assert code == 2
 
 
+def test_cli_calibrate_refuses_a_bad_batch_size_or_a_folder_as_out_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --batch-size 0 was a ValueError traceback; --out naming a folder failed only in the
+    # write after the whole calibration.
+    argv = ["calibrate", "--data", str(tmp_path), "--search-model", "shapeworld"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--batch-size", "0"])
+    assert exit_info.value.code == 2
+    assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert "is a folder; name the profile's file" in capsys.readouterr().err
+
+
 def test_seal_config_and_per_call_overrides_load_a_profile(tmp_path: Path) -> None:
     from seal_agent.graph import SealConfig
     from seal_agent.graph.configuration import resolve_config
