@@ -266,7 +266,7 @@ def create_visual_search_tool(
             if include_visualization:
                 artifact["visualization_png_base64"] = _visualization(out)
             return _content(out), artifact
-        except SealError as exc:
+        except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
 
     def run(
