@@ -217,7 +217,7 @@ def chosen_option(state: dict[str, Any]) -> str | None:
 
 
 def ask_command(args: argparse.Namespace) -> int:
-    from seal_agent.cli.progress import make_progress
+    from seal_agent.cli.progress import make_progress, terminal_text
     from seal_agent.graph import build_graph
 
     _check(args)
@@ -246,10 +246,11 @@ def ask_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**final, "chosen_option": chosen_option(final)}, default=str, indent=2))
         return 0
-    print(chosen_option(final) or final.get("answer", ""))
+    print(terminal_text(chosen_option(final) or final.get("answer", "")))
     for name, outcome in (final.get("searches") or {}).items():
         where = outcome.get("box") if outcome.get("found") else "not found"
-        print(f"  {name}: {where} ({outcome.get('patches_scored')} patches scored)")
+        line = f"  {name}: {where} ({outcome.get('patches_scored')} patches scored)"
+        print(terminal_text(line))
     if args.save_viz is not None:
         print(f"  picture of the search: {args.save_viz}")
     return 0
