@@ -122,10 +122,16 @@ def test_views_are_clipped_to_the_image() -> None:
     assert frame.patch == Box(0, 0, 500, 400)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "1", "I;16", "F", "LA"])
+@pytest.mark.parametrize(
+    "mode", ["L", "RGBA", "P", "CMYK", "1", "I;16", "F", "LA", "La", "RGBa", "PA"]
+)
 def test_any_common_mode_is_converted_to_rgb_once(mode: str) -> None:
     base = gradient_image(600, 400)
-    if mode == "I;16":
+    if mode == "La":  # premultiplied: "conversion from La to L not supported" before
+        image = base.convert("LA").convert("La")
+    elif mode == "RGBa":
+        image = base.convert("RGBA").convert("RGBa")
+    elif mode == "I;16":
         image = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
     elif mode == "F":
         image = Image.fromarray(np.asarray(base.convert("L"), dtype=np.float32) / 255.0)

@@ -46,12 +46,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode == "RGB":
         return image
+    if image.mode == "La":  # premultiplied grey + alpha: Pillow converts it only to LA
+        image = image.convert("LA")
     if image.mode in ("RGBA", "RGBa", "LA"):
         # Pillow blends these onto RGB directly, the alpha band as the mask: no copy.
         canvas = Image.new("RGB", image.size, (255, 255, 255))
         canvas.paste(image, mask=image)
         return canvas
-    if image.mode in ("La", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode == "PA" or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
         canvas.paste(rgba, mask=rgba)
