@@ -220,6 +220,13 @@ def test_a_12000x9000_scan_loads(tmp_path: Path):
     assert max(view.size) == 512
 
 
+def test_an_overlong_url_is_named_as_such(tmp_path: Path):
+    # It became a reference that the loader then called "malformed".
+    url = "https://example.com/" + "a" * 5000
+    with pytest.raises(InvalidImageError, match="image URL is 5020 characters long"):
+        to_image_ref(url, cache_dir=tmp_path)
+
+
 def test_http_urls_are_fetched_only_when_allowed(tmp_path: Path):
     data = _png_bytes(_gradient())
 

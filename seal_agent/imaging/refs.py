@@ -52,6 +52,8 @@ class ImageRef(TypedDict, total=False):
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.I)
 _REF_FIELDS = {"uri": str, "origin": str, "digest": str, "source_url": str}
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+#: Longest text field of a reference (a path, a URL).
+_MAX_FIELD_CHARS = 4096
 
 
 def is_image_ref(value: object) -> TypeGuard[ImageRef]:
@@ -71,7 +73,7 @@ def sanitize_ref(value: object) -> ImageRef:
     for name, kind in _REF_FIELDS.items():
         field = value.get(name)
         if field is not None:
-            if not isinstance(field, kind) or len(field) > 4096:
+            if not isinstance(field, kind) or len(field) > _MAX_FIELD_CHARS:
                 raise InvalidImageError(f"the image reference's {name!r} is malformed")
             ref[name] = field
     if ref["origin"] not in ORIGINS:
@@ -115,6 +117,11 @@ def to_image_ref(
         if text[:5].lower() == "data:":
             return ref_from_bytes(_decode_data_url(text), "the data-URL image", policy)
         if re.match(r"^https?://", text, re.I):
+            if len(text) > _MAX_FIELD_CHARS:  # a reference's fields are at most this long
+                raise InvalidImageError(
+                    f"the image URL is {len(text)} characters long, above the limit of "
+                    f"{_MAX_FIELD_CHARS}"
+                )
             return ImageRef(uri=text, origin="url", source_url=text)
         if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
             raise InvalidImageError(
