@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -201,6 +202,20 @@ def test_bad_profiles_are_clear_errors(tmp_path: Path) -> None:
         load_profile(other)
 
 
+def test_a_fifo_or_device_as_a_profile_is_refused_without_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A FIFO blocked the read forever; /dev/zero (size 0 to stat) was read until memory ran out.
+    fifo = tmp_path / "profile.json"
+    os.mkfifo(fifo)
+    for source in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ProfileError, match=r"not a regular file|Is a directory"):
+            load_profile(source)
+    code = main(["ask", "x.png", "What?", "--shapeworld", "--thresholds", str(fifo)])
+    assert code == 2
+    assert "is not a regular file" in capsys.readouterr().err
+
+
 # -- the claim: calibration recovers the shipped thresholds' search behaviour ---------------------
 def _search_rows(data: Path, thresholds: ModelThresholds) -> tuple[float, float, float]:
     """(success rate, precision of the found verdicts, mean patches) of vstar on ``data``."""
@@ -293,6 +308,20 @@ def test_cli_bad_inputs_are_clear_errors(
         ["calibrate", "--data", str(tmp_path), "--search-model", "shapeworld", "--precision", "1.5"]
     )
     assert code == 2
+
+
+def test_cli_calibrate_refuses_a_bad_batch_size_or_a_folder_as_out_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --batch-size 0 was a ValueError traceback; --out naming a folder failed only in the
+    # write after the whole calibration.
+    argv = ["calibrate", "--data", str(tmp_path), "--search-model", "shapeworld"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--batch-size", "0"])
+    assert exit_info.value.code == 2
+    assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert "is a folder; name the profile's file" in capsys.readouterr().err
 
 
 def test_seal_config_and_per_call_overrides_load_a_profile(tmp_path: Path) -> None:

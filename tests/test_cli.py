@@ -78,6 +78,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         (["--progress", "loud"], "--progress: invalid choice"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["--save-viz", "/no/such/folder/out.png"], "--save-viz: the folder"),
+        # Refused before the run, not after it in a failed write.
+        (["--save-viz", "/tmp"], "--save-viz: /tmp is a folder"),
+        (["--save-viz", "/tmp/search.xyz"], "--save-viz: Pillow cannot write a '.xyz' file"),
+        (["--save-viz", "/tmp/search"], "--save-viz: Pillow cannot write a 'suffix-less' file"),
         (["--vqa-model", "x"], "--shapeworld uses the reference models"),
     ],
 )
@@ -167,3 +171,37 @@ def test_missing_weights_fail_fast_offline(
     err = capsys.readouterr().err
     assert "http://127.0.0.1:9 cannot be reached" in err
     assert "IDEA-Research/grounding-dino-tiny" in err
+
+
+def test_names_with_rich_markup_do_not_break_the_live_display() -> None:
+    # A target named "[/bold]" (the user's, or the model's listing) raised rich's
+    # MarkupError out of `seal-agent ask` on a terminal.
+    from seal_agent.cli.progress import make_progress
+
+    progress = make_progress("rich")
+    try:
+        for event in (
+            {"event": "targets_given", "targets": ["[/bold]", "[link=x]y"]},
+            {"event": "search_started", "target": "[/bold]"},
+            {"event": "search_step", "target": "[/bold]", "step": 0, "level": 1, "score": 0.5},
+            {"event": "target_not_found", "target": "[/bold]", "stop_reason": "[/]"},
+        ):
+            progress.event(event)
+    finally:
+        progress.close()
+
+
+def test_escape_sequences_in_names_and_answers_are_printed_escaped(
+    scene_path: tuple[Path, Scene], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Names and answers come from the model (and through it from text in the image): an
+    # escape sequence among them would retitle or recolour the user's terminal.
+    path, scene = scene_path
+    hostile = "\x1b]0;pwned\x07\x1b[31mred"
+    argv = ["ask", str(path), scene.question, "--shapeworld", "--progress", "plain"]
+    assert main([*argv, "--target", hostile]) == 0
+    captured = capsys.readouterr()
+    for stream in (captured.out, captured.err):
+        assert "\x1b" not in stream
+        assert "\x07" not in stream
+    assert "\\x1b]0;pwned\\x07\\x1b[31mred: not found" in captured.out

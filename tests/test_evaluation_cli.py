@@ -73,3 +73,17 @@ def test_likelihood_scoring_needs_a_model_that_scores_options(tmp_path, capsys):
     argv = [*BASE, "--bench", "vstar", "--data", str(tmp_path / "d"), "--scoring", "likelihood"]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     assert "scores options" in capsys.readouterr().err
+
+
+def test_max_targets_above_the_limit_is_one_line_not_a_traceback(tmp_path, capsys):
+    # It passed the eval settings and failed as a pydantic traceback when the graph was built.
+    from seal_agent.evaluation import ModelSpec
+    from seal_agent.graph.configuration import MAX_TARGETS_LIMIT
+
+    argv = [*BASE, "--bench", "vstar", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--max-targets", "100000"])
+    assert exit_info.value.code == 2
+    assert f"--max-targets: must be at most {MAX_TARGETS_LIMIT}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="less than or equal to 16"):
+        ModelSpec(vqa="shapeworld", search="shapeworld", max_targets=100000)

@@ -337,6 +337,9 @@ CASES: list[Case] = [
     Case("options_1000", lambda e: str(e.allowed / "good.png"), InvalidQuestionError,
          r"options must be a list of 2 to 26", ("graph",),
          inputs={"options": [f"o{i}" for i in range(1000)]}),
+    Case("options_1mb_each", lambda e: str(e.allowed / "good.png"), InvalidQuestionError,
+         r"of at most 10000 characters each", ("graph",),
+         inputs={"options": ["x" * 1_000_000, "y" * 1_000_000]}),
 ]  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from seal_agent.errors import InvalidImageError
+from seal_agent.imaging.content_blocks import unwrap_image_input
 from seal_agent.imaging.loading import (
     DecodedImageCache,
     ImagePolicy,
@@ -155,6 +156,34 @@ def test_corrupt_truncated_and_non_images_are_refused(tmp_path: Path):
         to_image_ref("data:image/png,rawtext", cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [("@@@@!!!!****", "character '@'"), ("QUFB" * 300 + "é", "non-ASCII"), ("====", "no data")],
+)
+def test_invalid_base64_is_named_as_such_not_as_an_empty_image(
+    tmp_path: Path, payload: str, problem: str
+):
+    # b64decode(validate=False) drops what it cannot read: garbage became b"" ("the image
+    # is empty") or a few stray bytes ("not an image in an allowed format").
+    url = "data:image/png;base64," + payload
+    for decode in (lambda: to_image_ref(url, cache_dir=tmp_path), lambda: unwrap_image_input(url)):
+        with pytest.raises(InvalidImageError, match=f"not valid base64: .*{problem}"):
+            decode()
+    block = {"type": "image", "base64": payload, "mime_type": "image/png"}
+    with pytest.raises(InvalidImageError, match=f"not valid base64: .*{problem}"):
+        unwrap_image_input(block)
+
+
+def test_url_safe_and_wrapped_base64_still_decode(tmp_path: Path):
+    data = _png_bytes(_gradient(64, 48))
+    for text in (
+        base64.urlsafe_b64encode(data).decode(),
+        "\n".join(base64.b64encode(data).decode()[i : i + 76] for i in range(0, 9999, 76)),
+    ):
+        ref = to_image_ref("data:image/png;base64," + text, cache_dir=tmp_path)
+        assert (ref["width"], ref["height"]) == (64, 48)
+
+
 def test_zero_size_and_unsupported_inputs_are_refused(tmp_path: Path):
     with pytest.raises(InvalidImageError, match="no pixels"):
         to_image_ref(Image.new("RGB", (0, 5)), cache_dir=tmp_path)
@@ -189,6 +218,13 @@ def test_a_12000x9000_scan_loads(tmp_path: Path):
     assert (ref["width"], ref["height"]) == (12000, 9000)
     view, _ = pyramid.view(pyramid.full_box, 512)
     assert max(view.size) == 512
+
+
+def test_an_overlong_url_is_named_as_such(tmp_path: Path):
+    # It became a reference that the loader then called "malformed".
+    url = "https://example.com/" + "a" * 5000
+    with pytest.raises(InvalidImageError, match="image URL is 5020 characters long"):
+        to_image_ref(url, cache_dir=tmp_path)
 
 
 def test_http_urls_are_fetched_only_when_allowed(tmp_path: Path):

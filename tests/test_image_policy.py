@@ -4,6 +4,7 @@ spill cache's bounds, and chat-model deadlines."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import threading
@@ -20,6 +21,7 @@ from seal_agent.graph.model_calls import acall_with_timeout, call_with_timeout
 from seal_agent.imaging.cache import image_cache
 from seal_agent.imaging.decoding import DecodeBudget, decode_bytes, decode_cost
 from seal_agent.imaging.loading import load_image, to_image_ref
+from seal_agent.imaging.paths import caller_image_source
 from seal_agent.imaging.policy import ImagePolicy
 from seal_agent.imaging.spill import evict
 
@@ -205,6 +207,21 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path):
     with pytest.raises(InvalidImageError, match="not a file"):
         load_image({"uri": str(fifo), "origin": "path"})
     assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("roots", [None, "tmp"])
+def test_a_path_longer_than_path_max_is_refused_before_it_is_resolved(
+    tmp_path: Path, roots: str | None
+):
+    # Base64 pasted as a "path" holds a '/' every ~64 characters; resolving megabytes of
+    # it component by component took minutes. It names no file: refused from its length.
+    policy = ImagePolicy(allowed_roots=None if roots is None else (tmp_path,))
+    pasted = base64.b64encode(os.urandom(150_000)).decode().replace("+", "/")
+    for text in (pasted, str(tmp_path) + "/a" * 100_000):
+        with pytest.raises(InvalidImageError, match=r"characters long, above the limit of 4096"):
+            to_image_ref(text, policy=policy)
+        with pytest.raises(InvalidImageError, match=r"characters long, above the limit of 4096"):
+            caller_image_source(text, policy.allowed_roots)
 
 
 def test_chat_calls_time_out_sync_and_async():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -121,10 +122,16 @@ def test_views_are_clipped_to_the_image() -> None:
     assert frame.patch == Box(0, 0, 500, 400)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "1", "I;16", "F", "LA"])
+@pytest.mark.parametrize(
+    "mode", ["L", "RGBA", "P", "CMYK", "1", "I;16", "F", "LA", "La", "RGBa", "PA"]
+)
 def test_any_common_mode_is_converted_to_rgb_once(mode: str) -> None:
     base = gradient_image(600, 400)
-    if mode == "I;16":
+    if mode == "La":  # premultiplied: "conversion from La to L not supported" before
+        image = base.convert("LA").convert("La")
+    elif mode == "RGBa":
+        image = base.convert("RGBA").convert("RGBa")
+    elif mode == "I;16":
         image = Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257)
     elif mode == "F":
         image = Image.fromarray(np.asarray(base.convert("L"), dtype=np.float32) / 255.0)
@@ -137,6 +144,18 @@ def test_any_common_mode_is_converted_to_rgb_once(mode: str) -> None:
     assert view.mode == "RGB"
     if mode in ("I;16", "F"):  # wide greyscale is rescaled, not clipped to white
         assert np.asarray(pyramid.image).std() > 20
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
+def test_float_grey_without_finite_values_converts_without_warnings(fill: float) -> None:
+    # inf - inf and inf * 0 made numpy warn, an exception where warnings are errors.
+    values = np.full((30, 40), fill, dtype=np.float32)
+    values[::2, ::3] = -fill if np.isinf(fill) else fill
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pyramid = ImagePyramid(Image.fromarray(values))
+    assert (pyramid.width, pyramid.height) == (40, 30)
+    assert np.asarray(pyramid.image).max() <= 255
 
 
 def test_transparent_pixels_become_white() -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from seal_agent.imaging.geometry import Box
 from seal_agent.shapeworld import Scene, generate_scene
@@ -205,3 +206,95 @@ def test_the_server_refuses_to_start_without_obtainable_weights(
     assert "--shapeworld" in err
     assert main(["mcp", "--allow-root", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_bare_base64_without_data_is_refused_as_invalid_base64() -> None:
+    from seal_agent.errors import InvalidImageError
+    from seal_agent.servers.mcp import ClientImageSources
+
+    sources = ClientImageSources((), allow_urls=False)
+    with pytest.raises(InvalidImageError, match="base64 data is not valid: it holds no data"):
+        sources.image_input("====" * 100)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    wrapped = base64.encodebytes(png.getvalue() * 4).decode()  # 76-character lines
+    assert sources.image_input(wrapped) == png.getvalue() * 4
+
+
+def test_text_arguments_no_store_accepts_are_refused_in_process(tmp_path: Path) -> None:
+    # Over JSON a client can send "\ud800"; it reached the chat model, whose failure
+    # blamed the model ("the VQA chat model ... failed: UnicodeEncodeError").
+    from seal_agent.graph import SealConfig, build_graph
+    from seal_agent.servers.mcp import build_mcp_server
+    from seal_agent.shapeworld import ReferenceSearchModel
+    from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
+
+    graph = build_graph(
+        ReferenceVQAChatModel(), ReferenceSearchModel(), SealConfig(cache_dir=tmp_path / "cache")
+    )
+    server = build_mcp_server(graph, allowed_roots=[tmp_path])
+    Image.new("RGB", (64, 48), (40, 90, 200)).save(tmp_path / "blue.png")
+    image = str(tmp_path / "blue.png")
+
+    async def call(**args: Any) -> Any:
+        async with Client(server, read_timeout_seconds=60) as client:
+            return await client.call_tool("visual_search", {"image": image, **args})
+
+    for args, needle in [
+        ({"question": "Which?", "options": ["red\ud800", "blue"]}, "option 1 is not valid Unicode"),
+        ({"question": "Which\x00?"}, "the question contains a NUL character"),
+        ({"question": "Which?", "targets": ["\udcff"]}, "target 1 is not valid Unicode"),
+    ]:
+        result = asyncio.run(asyncio.wait_for(call(**args), 60))
+        assert result.is_error
+        assert needle in result.content[0].text
+
+
+def test_the_shapeworld_server_with_allow_urls_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `seal-agent mcp --shapeworld --allow-urls` built its graph without allow_urls and
+    # sent allow_urls=True as every call's context: each call was refused as a change of
+    # a deployment setting.
+    from mcp.server.mcpserver import MCPServer
+
+    from seal_agent.cli import main
+    from seal_agent.graph import SealConfig, build_graph
+    from seal_agent.graph.configuration import DeploymentSettingError
+    from seal_agent.servers.mcp import build_mcp_server
+    from seal_agent.shapeworld import ReferenceSearchModel
+    from seal_agent.shapeworld.vqa_model import ReferenceVQAChatModel
+
+    monkeypatch.setenv("SEAL_AGENT_CACHE_DIR", str(tmp_path / "cache"))
+    served: list[MCPServer] = []
+    monkeypatch.setattr(MCPServer, "run", lambda self, *a, **k: served.append(self))
+    assert main(["mcp", "--shapeworld", "--allow-urls", "--allow-root", str(tmp_path)]) == 0
+    Image.new("RGB", (64, 48), (40, 90, 200)).save(tmp_path / "blue.png")
+
+    async def call() -> Any:
+        async with Client(served[0], read_timeout_seconds=60) as client:
+            args = {"image": str(tmp_path / "blue.png"), "question": "What is it?"}
+            return await client.call_tool("visual_search", args)
+
+    result = asyncio.run(asyncio.wait_for(call(), 60))
+    assert not result.is_error, result.content[0].text
+
+    graph = build_graph(ReferenceVQAChatModel(), ReferenceSearchModel(), SealConfig())
+    with pytest.raises(DeploymentSettingError, match=r"graph built with allow_urls=False"):
+        build_mcp_server(graph, allow_urls=True)
+
+
+def test_the_default_graph_enforces_the_servers_roots_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seal_agent.servers import mcp as server_module
+
+    built: list[Any] = []
+    monkeypatch.setattr(
+        server_module, "build_default_graph", lambda settings: built.append(settings) or object()
+    )
+    server_module.build_mcp_server(allowed_roots=[tmp_path])
+    server_module.build_mcp_server()
+    assert built[0].allowed_roots == [tmp_path.resolve()]
+    assert built[1].allowed_roots == []  # no roots: no local file at all, not any file
+    assert built[0].image_policy().allowed_roots == (tmp_path.resolve(),)

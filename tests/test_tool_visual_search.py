@@ -109,6 +109,23 @@ def test_errors_come_back_as_readable_messages(graph, scene_path, args, needle):
     assert needle in message.content
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ({"targets": ["square\udcff"]}, "target 1 is not valid Unicode text: a lone surrogate"),
+        ({"targets": ["red", "a\x00b"]}, "target 2 contains a NUL character"),
+        ({"question": "What\x00 colour?"}, "the question contains a NUL character"),
+    ],
+)
+def test_text_no_store_accepts_is_refused_before_the_run(graph, scene_path, args, needle):
+    # JSON carries lone surrogates and NULs; with a checkpointer a surrogate target made
+    # the graph's serializer raise TypeError, which escaped the tool and crashed the agent.
+    tool = create_visual_search_tool(graph=graph, allowed_roots=[TMP])
+    message = _call(tool, {"image": scene_path, "question": "q?", **args})
+    assert message.status == "error"
+    assert needle in message.content
+
+
 def test_a_corrupt_image_is_reported_to_the_agent(graph, tmp_path: Path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
@@ -182,3 +199,32 @@ def test_a_prebuilt_agent_drives_the_tool(graph, scene_path):
     assert tool_messages["call-8"].status == "error"
     assert "image path was refused" in tool_messages["call-8"].content
     assert out["messages"][-1].content == "The red square is at the bottom right."
+
+
+def test_a_crop_of_a_huge_box_is_scaled_down_in_the_artifact(tmp_path: Path):
+    # A box covering most of a scan was cut at full resolution: a PNG of the whole
+    # image (hundreds of MB of base64 at 200 MP) in the artifact and the MCP reply.
+    from seal_agent.imaging.loading import to_image_ref
+    from seal_agent.imaging.policy import ImagePolicy
+    from seal_agent.tools.visual_search import MAX_CROP_SIDE, result_artifact
+
+    path = tmp_path / "scan.png"
+    Image.new("RGB", (5000, 3000), (90, 120, 40)).save(path)
+    policy = ImagePolicy(cache_dir=tmp_path / "cache")
+    outcome = {
+        "target": "field",
+        "found": True,
+        "box": [10.0, 10.0, 4990.0, 2990.0],
+        "confidence": 0.9,
+        "instances": [],
+        "stop_reason": "found",
+        "message": "",
+        "patches_scored": 1,
+    }
+    out = {"image": to_image_ref(path, policy=policy), "targets": ["field"]}
+    out["searches"] = {"field": outcome}
+    (entry,) = result_artifact(out, policy=policy)["targets"]
+    crop = Image.open(io.BytesIO(base64.b64decode(entry["crop_png_base64"])))
+    assert max(crop.size) == MAX_CROP_SIDE
+    assert list(crop.size) == entry["crop_size"]
+    assert entry["crop_box"] == [0, 0, 5000, 3000]

@@ -110,6 +110,28 @@ def test_the_tool_artifact_can_carry_the_picture(scene, tmp_path):
     assert Image.open(io.BytesIO(png)).width == 1280
 
 
+@pytest.mark.parametrize("size", [(20000, 1), (1, 20000), (9000, 3), (1, 1)])
+def test_searches_of_extreme_aspect_images_are_drawn(tmp_path, size):
+    # On a 20000x1 image a patch is thinner than a canvas pixel: its rectangle came out
+    # with y2 < y1 and PIL's ValueError escaped the tool (crashing the agent) and the CLI.
+    path = tmp_path / "line.png"
+    Image.new("RGB", size, (200, 30, 30)).save(path)
+    tool = create_visual_search_tool(
+        graph=_graph(tmp_path), include_visualization=True, allowed_roots=[tmp_path]
+    )
+    message = tool.invoke(
+        {
+            "type": "tool_call",
+            "name": "visual_search",
+            "args": {"image": str(path), "question": "What colour?", "targets": ["square"]},
+            "id": "v2",
+        }
+    )
+    assert message.status == "success", message.content
+    png = base64.b64decode(message.artifact["visualization_png_base64"])
+    assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
 def test_downsampled_heatmaps_keep_their_mass_and_shape():
     grid = np.zeros((60, 60))
     grid[40:50, 10:20] = 1.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,14 +185,34 @@ def load_profile(path: str | os.PathLike[str]) -> ThresholdsProfile:
         raise ProfileError(f"invalid thresholds profile {source}: {exc}") from exc
 
 
+def _read_text(source: Path) -> str:
+    """A regular file's text, at most ``MAX_PROFILE_BYTES``.
+
+    Opened non-blocking and checked on the open descriptor: a FIFO would block the
+    open or the read forever, and ``/dev/zero`` (size 0 to ``stat``) never ends.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(source, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ProfileError(f"the thresholds profile {source} is not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_PROFILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(
+            f"{source} is over {MAX_PROFILE_BYTES} bytes; a thresholds profile is at most that"
+        )
+    return data.decode("utf-8")
+
+
 def _read_json(source: Path) -> Any:
     try:
-        size = source.stat().st_size
-        if size > MAX_PROFILE_BYTES:
-            raise ProfileError(
-                f"{source} is {size} bytes; a thresholds profile is at most {MAX_PROFILE_BYTES}"
-            )
-        text = source.read_text(encoding="utf-8")
+        text = _read_text(source)
     except FileNotFoundError as exc:
         raise ProfileError(f"thresholds profile not found: {source}") from exc
     except (OSError, UnicodeDecodeError) as exc:

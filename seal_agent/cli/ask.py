@@ -128,12 +128,27 @@ def _check(args: argparse.Namespace) -> None:
             "or pass a local file"
         )
     if args.save_viz is not None:
-        folder = args.save_viz.expanduser().resolve().parent
-        if not folder.is_dir():
-            raise SealError(f"--save-viz: the folder {folder} does not exist")
+        _check_picture_path(args.save_viz.expanduser())
     if args.shapeworld and (args.vqa_model or args.adapter or args.search_model != "owlv2"):
         raise SealError("--shapeworld uses the reference models: drop --vqa-model/--adapter/"
                         "--search-model")  # fmt: skip
+
+
+def _check_picture_path(out: Path) -> None:
+    """Where ``--save-viz`` writes must take an image file, known before the run, not after."""
+    from PIL import Image
+
+    folder = out.resolve().parent
+    if not folder.is_dir():
+        raise SealError(f"--save-viz: the folder {folder} does not exist")
+    if out.is_dir():
+        raise SealError(f"--save-viz: {out} is a folder; name the picture's file (e.g. search.png)")
+    extensions = Image.registered_extensions()
+    if extensions.get(out.suffix.lower()) not in Image.SAVE:
+        raise SealError(
+            f"--save-viz: Pillow cannot write a {out.suffix or 'suffix-less'!r} file; "
+            "use .png, .jpg or .webp"
+        )
 
 
 def _checkpoints(args: argparse.Namespace) -> list[str]:
@@ -202,7 +217,7 @@ def chosen_option(state: dict[str, Any]) -> str | None:
 
 
 def ask_command(args: argparse.Namespace) -> int:
-    from seal_agent.cli.progress import make_progress
+    from seal_agent.cli.progress import make_progress, terminal_text
     from seal_agent.graph import build_graph
 
     _check(args)
@@ -231,10 +246,11 @@ def ask_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**final, "chosen_option": chosen_option(final)}, default=str, indent=2))
         return 0
-    print(chosen_option(final) or final.get("answer", ""))
+    print(terminal_text(chosen_option(final) or final.get("answer", "")))
     for name, outcome in (final.get("searches") or {}).items():
         where = outcome.get("box") if outcome.get("found") else "not found"
-        print(f"  {name}: {where} ({outcome.get('patches_scored')} patches scored)")
+        line = f"  {name}: {where} ({outcome.get('patches_scored')} patches scored)"
+        print(terminal_text(line))
     if args.save_viz is not None:
         print(f"  picture of the search: {args.save_viz}")
     return 0

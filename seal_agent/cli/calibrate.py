@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from seal_agent.cli.ask import _int_at_least
 from seal_agent.evaluation.dataset import SUBSETS
 
 #: Names ``--search-model`` accepts besides a hub id or a local checkpoint directory.
@@ -60,7 +61,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="lay the views out as this strategy's tree (leaf rule, overlap)",
     )
     cal.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: best available)")
-    cal.add_argument("--batch-size", type=int, default=8, help="views per forward pass")
+    cal.add_argument(
+        "--batch-size", type=_int_at_least(1), default=8, help="views per forward pass"
+    )
     cal.add_argument("--quiet", action="store_true", help="do not print progress")
     cal.set_defaults(handler=calibrate_command)
 
@@ -114,6 +117,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
         return 2
     if args.limit is not None and args.limit < 1:
         print("seal-agent: --limit must be >= 1", file=sys.stderr)
+        return 2
+    if Path(args.out).expanduser().is_dir():  # known now, not after the calibration
+        print(f"seal-agent: --out {args.out} is a folder; name the profile's file", file=sys.stderr)
         return 2
     model = search_model_from_name(args.search_model, args.device)
 

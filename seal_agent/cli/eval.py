@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seal_agent.cli.ask import _int_at_least
+from seal_agent.graph.configuration import MAX_TARGETS_LIMIT
 from seal_agent.search.config import STRATEGIES
 
 
@@ -51,7 +53,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--resume", action="store_true", help="continue the run in --out")
     ev.add_argument("--out", type=Path, default=Path("eval-out"))
     ev.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: best available)")
-    ev.add_argument("--max-targets", type=int, default=5)
+    ev.add_argument(
+        "--max-targets",
+        type=_int_at_least(1, MAX_TARGETS_LIMIT),
+        default=5,
+        help=f"objects searched per question, 1-{MAX_TARGETS_LIMIT}",
+    )
     ev.add_argument(
         "--max-calls", type=int, default=None, help="patches scored per target, at most"
     )

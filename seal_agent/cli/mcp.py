@@ -63,12 +63,14 @@ def mcp_command(args: argparse.Namespace) -> int:
             f"seal-agent mcp needs the MCP SDK ({exc}); install it with "
             "pip install 'seal-agent[mcp]'"
         ) from exc
-    from seal_agent.graph import build_default_graph
+    from seal_agent.graph import SealConfig, build_default_graph
     from seal_agent.graph.default_models import model_set_from_env
 
     if not args.shapeworld and model_set_from_env() == "transformers":
         _check_default_weights()  # fail now, not at a client's first call
-    graph = build_default_graph(models="shapeworld") if args.shapeworld else None
+    roots = [Path(r).expanduser().resolve() for r in args.roots or []]
+    settings = SealConfig(allow_urls=args.allow_urls, allowed_roots=roots)
+    graph = build_default_graph(settings, models="shapeworld") if args.shapeworld else None
     server = build_mcp_server(graph, allowed_roots=args.roots or (), allow_urls=args.allow_urls)
     if args.transport == "stdio":
         server.run("stdio")

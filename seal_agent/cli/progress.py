@@ -7,10 +7,24 @@ show as they happen; stdout stays clean for the answer or ``--json``.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any, Literal, Protocol
 
 ProgressMode = Literal["auto", "rich", "plain", "none"]
+
+#: C0 and C1 control characters but newline and tab: escape sequences among them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(value: object) -> str:
+    """``value`` as text safe to print on a terminal, control characters shown escaped.
+
+    Target names and answers come from the model (and, through it, from text in the
+    image): an escape sequence among them would retitle, recolour or rewrite the
+    user's terminal.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 class ProgressDisplay(Protocol):
@@ -32,7 +46,7 @@ class PlainProgress:
     def event(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "?")
         details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("event", "reply"))
-        print(f"  [{kind}] {details}", file=sys.stderr, flush=True)
+        print(terminal_text(f"  [{kind}] {details}"), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         pass
@@ -47,7 +61,7 @@ class RichProgress:
 
         self._progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # "[/b]" in a name: no markup
             console=Console(stderr=True),
         )
         self._progress.start()
@@ -119,4 +133,4 @@ def make_progress(mode: ProgressMode) -> ProgressDisplay:
     return PlainProgress()
 
 
-__all__ = ["ProgressMode", "make_progress"]
+__all__ = ["ProgressMode", "make_progress", "terminal_text"]

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from seal_agent.errors import SealError
 from seal_agent.evaluation.records import Prediction, TargetRecord
 from seal_agent.evaluation.scoring import OptionScorer
+from seal_agent.graph.configuration import MAX_TARGETS_LIMIT
 from seal_agent.graph.parsing import parse_option_choice
 from seal_agent.graph.prompts import format_options
 from seal_agent.imaging.geometry import Box
@@ -67,7 +68,7 @@ class ModelSpec(BaseModel):
         None, description="None: likelihood where the VQA model can score options, else choice"
     )
     cache_dir: Path | None = Field(None, description="image cache of the graph")
-    max_targets: int = Field(5, ge=1)
+    max_targets: int = Field(5, ge=1, le=MAX_TARGETS_LIMIT)
     max_calls: int | None = Field(
         None, ge=1, description="patches scored per target, at most (None: SearchConfig's)"
     )

@@ -81,10 +81,14 @@ class ListingNodes(NodeBase):
             if (
                 not isinstance(options, list | tuple)
                 or not 2 <= len(options) <= 26
-                or not all(isinstance(o, str) and o.strip() for o in options)
+                or not all(
+                    isinstance(o, str) and o.strip() and len(o) <= MAX_QUESTION_CHARS
+                    for o in options
+                )
             ):
                 raise InvalidQuestionError(
-                    "options must be a list of 2 to 26 non-empty strings (shown as letters)"
+                    "options must be a list of 2 to 26 non-empty strings (shown as letters) "
+                    f"of at most {MAX_QUESTION_CHARS} characters each"
                 )
             options = [o.strip() for o in options]
         image = state.get("image")

@@ -37,17 +37,31 @@ def is_image_block(value: object) -> bool:
 #: milliseconds, so the text is read in 256 KiB steps, between which the loop runs.
 _B64_STEP = 1 << 18
 _WHITESPACE = (b"\n", b" ", b"\r", b"\t")
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+#: The URL-safe alphabet's two characters, read as the standard ones.
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def decode_base64(text: str | bytes, start: int = 0) -> bytes:
-    """Base64 from ``text[start:]`` to bytes, stepwise (whitespace ignored, padding optional)."""
+    """Base64 from ``text[start:]`` to bytes, stepwise (whitespace ignored, padding optional).
+
+    Any other character is an error (``binascii.Error``): dropping it, as ``b64decode``
+    does, turns garbage into a few stray bytes, reported later as a broken image.
+    """
     parts: list[bytes] = []
     carry = b""
     for i in range(start, len(text), _B64_STEP):
         piece = text[i : i + _B64_STEP]
-        raw = piece.encode("ascii", "ignore") if isinstance(piece, str) else piece
+        if isinstance(piece, str):
+            if not piece.isascii():
+                raise binascii.Error("it holds a non-ASCII character")
+            piece = piece.encode("ascii")
+        raw = piece.translate(_URL_SAFE)
         if any(c in raw for c in _WHITESPACE):
             raw = b"".join(raw.split())
+        if raw.translate(None, _ALPHABET):
+            bad = raw.translate(None, _ALPHABET)[:1]
+            raise binascii.Error(f"it holds the character {bad.decode('latin-1')!r}")
         raw = carry + raw
         cut = len(raw) - len(raw) % 4
         parts.append(base64.b64decode(raw[:cut], validate=False))
@@ -55,7 +69,10 @@ def decode_base64(text: str | bytes, start: int = 0) -> bytes:
     if carry.rstrip(b"="):
         carry = carry.rstrip(b"=")
         parts.append(base64.b64decode(carry + b"=" * (-len(carry) % 4), validate=False))
-    return b"".join(parts)
+    decoded = b"".join(parts)
+    if not decoded and len(text) > start:
+        raise binascii.Error("it holds no data, only padding")
+    return decoded
 
 
 def is_data_url(value: object) -> bool:

@@ -36,6 +36,11 @@ def refused(roots: Sequence[Path] | None) -> PathRefusedError:
     return PathRefusedError(REFUSED_PATH_MESSAGE.format(hint=hint))
 
 
+#: Longest path string looked up on disk (Linux's PATH_MAX). Longer text names no file,
+#: and resolving it (``realpath`` joins every component) costs time quadratic in its length.
+MAX_PATH_CHARS = 4096
+
+
 def is_within(path: Path, root: Path) -> bool:
     """Whether the resolved ``path`` is ``root`` or lies below it."""
     text, top = str(path), str(root)
@@ -58,6 +63,12 @@ def resolve_allowed_path(
         if roots is not None:
             raise refused(roots)
         raise InvalidImageError("the image path contains a NUL byte")
+    if len(raw) > MAX_PATH_CHARS:
+        raise InvalidImageError(
+            f"the image path is {len(raw)} characters long, above the limit of "
+            f"{MAX_PATH_CHARS}: it names no file (to pass base64 data, use a data URL such "
+            "as 'data:image/png;base64,...')"
+        )
     path = Path(raw).expanduser()
     try:
         real = Path(os.path.realpath(path))
@@ -143,6 +154,7 @@ def caller_image_source(source: object, roots: Sequence[Path] | None) -> object:
 
 
 __all__ = [
+    "MAX_PATH_CHARS",
     "REFUSED_PATH_MESSAGE",
     "PathRefusedError",
     "caller_image_source",

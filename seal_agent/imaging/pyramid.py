@@ -46,12 +46,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode == "RGB":
         return image
+    if image.mode == "La":  # premultiplied grey + alpha: Pillow converts it only to LA
+        image = image.convert("LA")
     if image.mode in ("RGBA", "RGBa", "LA"):
         # Pillow blends these onto RGB directly, the alpha band as the mask: no copy.
         canvas = Image.new("RGB", image.size, (255, 255, 255))
         canvas.paste(image, mask=image)
         return canvas
-    if image.mode in ("La", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode == "PA" or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
         canvas.paste(rgba, mask=rgba)
@@ -88,8 +90,11 @@ def wide_grey_to_l(image: Image.Image, stripe_pixels: int = 1_000_000) -> Image.
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     grey = np.empty((image.height, image.width), dtype=np.uint8)
     for y, values in _wide_grey_stripes(image, stripe_pixels):
-        values -= lo
-        values *= scale
+        # inf - inf and inf * 0 are NaN, set to 0 below: not worth a RuntimeWarning
+        # (an error where warnings are errors).
+        with np.errstate(invalid="ignore", over="ignore"):
+            values -= lo
+            values *= scale
         np.clip(values, 0, 255, out=values)
         grey[y : y + values.shape[0]] = np.nan_to_num(values)
     return Image.frombuffer("L", image.size, grey, "raw", "L", 0, 1)  # shares ``grey``

@@ -9,7 +9,6 @@ directory after it decoded. A reference is only a claim: ``load_image`` re-valid
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import io
@@ -22,6 +21,7 @@ from PIL import Image
 
 from seal_agent.errors import InvalidImageError
 from seal_agent.imaging.cache import image_cache, verified_files
+from seal_agent.imaging.content_blocks import decode_base64
 from seal_agent.imaging.decoding import decode_bytes, pyramid_from_pil
 from seal_agent.imaging.paths import resolve_allowed_path
 from seal_agent.imaging.policy import DEFAULT_MAX_IMAGE_PIXELS, ImagePolicy
@@ -52,6 +52,8 @@ class ImageRef(TypedDict, total=False):
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.I)
 _REF_FIELDS = {"uri": str, "origin": str, "digest": str, "source_url": str}
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+#: Longest text field of a reference (a path, a URL).
+_MAX_FIELD_CHARS = 4096
 
 
 def is_image_ref(value: object) -> TypeGuard[ImageRef]:
@@ -71,7 +73,7 @@ def sanitize_ref(value: object) -> ImageRef:
     for name, kind in _REF_FIELDS.items():
         field = value.get(name)
         if field is not None:
-            if not isinstance(field, kind) or len(field) > 4096:
+            if not isinstance(field, kind) or len(field) > _MAX_FIELD_CHARS:
                 raise InvalidImageError(f"the image reference's {name!r} is malformed")
             ref[name] = field
     if ref["origin"] not in ORIGINS:
@@ -115,6 +117,11 @@ def to_image_ref(
         if text[:5].lower() == "data:":
             return ref_from_bytes(_decode_data_url(text), "the data-URL image", policy)
         if re.match(r"^https?://", text, re.I):
+            if len(text) > _MAX_FIELD_CHARS:  # a reference's fields are at most this long
+                raise InvalidImageError(
+                    f"the image URL is {len(text)} characters long, above the limit of "
+                    f"{_MAX_FIELD_CHARS}"
+                )
             return ImageRef(uri=text, origin="url", source_url=text)
         if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
             raise InvalidImageError(
@@ -142,9 +149,8 @@ def _decode_data_url(text: str) -> bytes:
     match = _DATA_URL.match(text[:512])
     if match is None or ";base64" not in (match.group("params") or "").lower():
         raise InvalidImageError("a data-URL image must look like 'data:image/png;base64,...'")
-    payload = text[match.end() :]
     try:
-        return base64.b64decode(payload, validate=False)
+        return decode_base64(text, match.end())
     except (binascii.Error, ValueError) as exc:
         raise InvalidImageError(f"the data-URL image is not valid base64: {exc}") from exc
 

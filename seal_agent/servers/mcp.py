@@ -11,6 +11,7 @@ live as the protocol's progress notifications.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import os
 import re
 from collections.abc import Sequence
@@ -25,8 +26,10 @@ from seal_agent.errors import InvalidImageError, SealError
 from seal_agent.graph import SealConfig, build_default_graph
 from seal_agent.graph.builder import graph_settings
 from seal_agent.graph.compiled import SealGraph
+from seal_agent.graph.configuration import DeploymentSettingError, merge_overrides
 from seal_agent.imaging.content_blocks import decode_base64, image_from_block, is_image_block
 from seal_agent.imaging.paths import caller_image_source
+from seal_agent.tools.text_arguments import check_text_arguments
 from seal_agent.tools.visual_search import DEFAULT_DESCRIPTION, result_artifact, result_text
 
 IMAGE_HELP = (
@@ -61,7 +64,10 @@ class ClientImageSources:
         if text[:5].lower() == "data:":
             return text
         if len(text) > 256 and _BASE64.match(text[:4096]):
-            return decode_base64(text)
+            try:
+                return decode_base64(text)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidImageError(f"image: the base64 data is not valid: {exc}") from exc
         return self._checked(text)
 
     def _checked(self, source: bytes | str) -> bytes | str:
@@ -118,11 +124,33 @@ def build_mcp_server(
 
     ``allowed_roots``: directories whose images clients may name by path (none: paths
     are refused and images come as base64). ``allow_urls``: whether http(s) images are
-    fetched (also sets ``SealConfig.allow_urls`` for the runs).
+    fetched (the default graph is built with it; a given graph must have been built with
+    the same ``SealConfig.allow_urls``). ``config``: per-call settings for a given graph.
     """
     settings = (config or SealConfig()).model_copy(update={"allow_urls": allow_urls})
     sources = ClientImageSources(allowed_roots, allow_urls)
-    the_graph = graph if graph is not None else build_default_graph(settings)
+    context: SealConfig | None = settings
+    if graph is None:
+        if "allowed_roots" not in settings.model_fields_set:
+            # The graph enforces the server's roots too: a path checked here and swapped
+            # for a symlink before the run reads it is still refused.
+            settings = settings.model_copy(update={"allowed_roots": list(sources.roots)})
+            context = settings
+        the_graph = build_default_graph(settings)
+    else:
+        # A built graph's deployment settings are its own: sending allow_urls as every
+        # call's context would be refused by each run, so a mismatch is refused now.
+        the_graph, context = graph, config
+        built = graph_settings(graph)
+        if built is not None:
+            if built.allow_urls != allow_urls:
+                raise DeploymentSettingError(
+                    f"build_mcp_server(allow_urls={allow_urls}) over a graph built with "
+                    f"allow_urls={built.allow_urls}: build the graph with "
+                    f"SealConfig(allow_urls={allow_urls})"
+                )
+            if config is not None:
+                merge_overrides(built, config)  # a deployment setting it changes: refused now
     server: MCPServer = MCPServer(
         SERVER_NAME,
         instructions=(
@@ -145,6 +173,7 @@ def build_mcp_server(
         ] = None,
     ) -> CallToolResult:
         try:
+            check_text_arguments(question, targets, options)
             source = await asyncio.to_thread(sources.image_input, image)
             inputs: dict[str, Any] = {"image": source, "question": question}
             if targets is not None:
@@ -154,7 +183,7 @@ def build_mcp_server(
             out: dict[str, Any] = {}
             step = 0
             async for mode, chunk in the_graph.astream(
-                inputs, context=settings, stream_mode=["custom", "values"]
+                inputs, context=context, stream_mode=["custom", "values"]
             ):
                 if mode == "custom":
                     step += 1

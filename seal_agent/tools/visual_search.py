@@ -24,6 +24,7 @@ from typing import Annotated, Any, cast
 from langchain_core.tools import InjectedToolArg, StructuredTool, ToolException
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolRuntime
+from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 
 from seal_agent.errors import SealError
@@ -34,12 +35,14 @@ from seal_agent.imaging.geometry import Box, crop_box_around
 from seal_agent.imaging.loading import encode_image, load_image
 from seal_agent.imaging.paths import caller_image_source
 from seal_agent.imaging.policy import ImagePolicy
+from seal_agent.imaging.pyramid import ImagePyramid
 from seal_agent.tools.conversation_images import (
     REFERENCE_HELP,
     messages_of,
     parse_image_reference,
     resolve_conversation_image,
 )
+from seal_agent.tools.text_arguments import check_text_arguments
 
 #: LangGraph's ToolNode injects the agent's ``ToolRuntime`` (state, stream writer) into a
 #: tool parameter named ``runtime``; hidden from the model, None outside an agent.
@@ -73,6 +76,20 @@ class VisualSearchInput(BaseModel):
             "the search starts at once without asking which objects are needed"
         ),
     )
+
+
+#: Longest side of a crop in the artifact. A found box can be most of the image (a large
+#: object, or a model's runaway box): cut at full resolution it would be a PNG of the
+#: whole scan, hundreds of megabytes of base64 for a 200 MP image. Larger crops are
+#: scaled down to this side; ``crop_size`` says what the PNG holds.
+MAX_CROP_SIDE = 2048
+
+
+def _crop(pyramid: ImagePyramid, region: Box) -> Image.Image:
+    if max(region.width, region.height) <= MAX_CROP_SIDE:
+        return pyramid.crop(region)
+    view, _ = pyramid.view(region, MAX_CROP_SIDE)
+    return view
 
 
 def _content(out: dict[str, Any]) -> str:
@@ -127,8 +144,10 @@ def _artifact(
             region = crop_box_around(
                 Box(*outcome["box"]), pyramid.width, pyramid.height, crop_scale
             )
+            crop = _crop(pyramid, region)
             entry["crop_box"] = list(region)
-            entry["crop_png_base64"] = encode_image(pyramid.crop(region), "png")
+            entry["crop_size"] = list(crop.size)
+            entry["crop_png_base64"] = encode_image(crop, "png")
         targets.append(entry)
     return {
         "answer": out.get("answer"),
@@ -247,6 +266,7 @@ def create_visual_search_tool(
     def request(
         image: str | dict[str, Any], question: str, targets: list[str] | None, runtime: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        check_text_arguments(question, targets)
         state: dict[str, Any] = {
             "image": caller_image_source(_image_input(image, runtime), roots),
             "question": question,
@@ -264,7 +284,7 @@ def create_visual_search_tool(
             if include_visualization:
                 artifact["visualization_png_base64"] = _visualization(out)
             return _content(out), artifact
-        except SealError as exc:
+        except (SealError, ValueError) as exc:
             raise ToolException(str(exc)) from exc
 
     def run(

@@ -214,7 +214,9 @@ def render_search(
     draw = ImageDraw.Draw(overlay)
 
     def scaled(box: Box) -> tuple[float, float, float, float]:
-        return (box.x1 * scale, box.y1 * scale, box.x2 * scale - 1, box.y2 * scale - 1)
+        # A box thinner than a canvas pixel (a 20000x1 image) still draws as one pixel.
+        x1, y1 = box.x1 * scale, box.y1 * scale
+        return (x1, y1, max(x1, box.x2 * scale - 1), max(y1, box.y2 * scale - 1))
 
     for t_index, target in enumerate(targets):
         colour = PALETTE[t_index % len(PALETTE)]
