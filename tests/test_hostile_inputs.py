@@ -471,12 +471,38 @@ def test_per_call_search_settings_still_work_and_max_targets_is_capped(env: Env,
     inputs = {"image": str(env.allowed / "good.png"), "question": "q?"}
     out = graph.invoke(inputs, context={"max_targets": 1, "allow_urls": True})  # same value: ok
     assert list(out["searches"]) == ["red square"]
-    with pytest.raises(ValueError, match="max_targets"):  # LangGraph validates a dict context
+    with pytest.raises(SettingsError, match="max_targets"):
         graph.invoke(inputs, context={"max_targets": 1000})
     with pytest.raises(SettingsError, match="max_targets"):
         graph.invoke(inputs, config={"configurable": {"seal": {"max_targets": 1000}}})
     with pytest.raises(DeploymentSettingError, match="allow_urls"):
         create_visual_search_tool(graph=graph, config={"allow_urls": False})
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"foo": 1}, {"max_targets": 10**9}, {"search": {"deadline_s": float("nan")}}],
+    ids=["unknown-field", "huge-max-targets", "nan-deadline"],
+)
+def test_a_bad_run_context_is_a_settings_error_sync_and_async(env: Env, deployment, context):
+    # LangGraph would build the context with SealConfig(**context) and raise pydantic's
+    # ValidationError from inside the run; LangGraph Server passes it to astream.
+    graph, _ = deployment
+    inputs = {"image": str(env.allowed / "good.png"), "question": "q?"}
+    with pytest.raises(SettingsError, match="invalid SEAL settings for this call"):
+        graph.invoke(inputs, context=context)
+    with pytest.raises(SettingsError, match="invalid SEAL settings for this call"):
+        asyncio.run(graph.ainvoke(inputs, context=context))
+
+
+def test_a_run_context_never_makes_the_graph_read_a_profile_path(env: Env, deployment, tmp_path):
+    graph, _ = deployment
+    inputs = {"image": str(env.allowed / "good.png"), "question": "q?"}
+    fifo = tmp_path / "profile.json"
+    os.mkfifo(fifo)  # reading it would block this test forever
+    for context in ({"search": {"thresholds": str(fifo)}}, {"search": {"thresholds": fifo}}):
+        with pytest.raises(DeploymentSettingError, match="thresholds profile"):
+            graph.invoke(inputs, context=context)
 
 
 @pytest.mark.parametrize(

@@ -10,22 +10,39 @@ then only copies the reference.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.constants import START
 from langgraph.graph.state import CompiledStateGraph
 
+from seal_agent.graph.configuration import per_call_settings
 from seal_agent.imaging.loading import is_image_ref
+
+
+def _checked_context(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``context`` dict as ``SealConfig`` before LangGraph coerces it: LangGraph
+    would build it with ``SealConfig(**context)``, where a thresholds profile path in a
+    caller's dict is read and a bad value escapes as pydantic's ``ValidationError``."""
+    context = kwargs.get("context")
+    if isinstance(context, dict):
+        kwargs["context"] = per_call_settings(context)
+    return kwargs
 
 
 class SealGraph(CompiledStateGraph[Any, Any, Any, Any]):
     """What ``build_graph`` returns; ``Pregel.copy``/``with_config`` keep the class."""
 
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        return super().stream(input, config, **_checked_context(kwargs))
+
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        kwargs = _checked_context(kwargs)
         coerce = getattr(self.channels.get(START), "coerce", None)
         if coerce is not None and isinstance(input, dict) and not is_image_ref(input.get("image")):
             input = await asyncio.to_thread(coerce, input)

@@ -249,16 +249,23 @@ class SealConfig(BaseModel):
         return {name: getattr(self, name) for name in sorted(DEPLOYMENT_FIELDS)}
 
 
+def per_call_settings(settings: dict[str, Any]) -> SealConfig:
+    """A call's settings dict as a ``SealConfig``, read without touching the filesystem (a
+    thresholds profile path is refused before validation would read it); a
+    ``SettingsError`` names what is wrong."""
+    _refuse_profile_paths(settings)
+    try:
+        return SealConfig.model_validate(settings)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid SEAL settings for this call: {exc}") from exc
+
+
 def merge_overrides(base: SealConfig, override: SealConfig | dict[str, Any] | None) -> SealConfig:
     """``base`` with the fields ``override`` explicitly sets (recursively for ``search``)."""
     if override is None:
         return base
     if isinstance(override, dict):
-        _refuse_profile_paths(override)
-        try:
-            override = SealConfig.model_validate(override)
-        except ValidationError as exc:
-            raise SettingsError(f"invalid SEAL settings for this call: {exc}") from exc
+        override = per_call_settings(override)
     if not isinstance(override, SealConfig):
         raise SettingsError(f"expected SealConfig or dict, got {type(override).__name__}")
     update: dict[str, Any] = {}
@@ -337,5 +344,6 @@ __all__ = [
     "SealConfig",
     "SettingsError",
     "merge_overrides",
+    "per_call_settings",
     "resolve_config",
 ]
