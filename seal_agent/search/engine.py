@@ -56,6 +56,7 @@ from seal_agent.search.descent import Descent
 from seal_agent.search.frontier import Frontier, Node, make_frontier
 from seal_agent.search.outcomes import Outcomes
 from seal_agent.search.protocol import (
+    MAX_INPUT_SIZE,
     ModelThresholds,
     PatchPrediction,
     SearchModel,
@@ -64,6 +65,7 @@ from seal_agent.search.protocol import (
     declared_max_batch_size,
     declared_max_upsample,
     declared_score_range,
+    fit_heatmap_to_view,
     validate_predictions,
 )
 from seal_agent.search.result import ScoredBox, SearchResult, TraceStep
@@ -145,6 +147,11 @@ class VStarSearch:
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
             raise SearchModelError(
                 f"search model must have a positive integer input_size, got {input_size!r}"
+            )
+        if input_size > MAX_INPUT_SIZE:
+            raise SearchModelError(
+                f"search model input_size {input_size} is above {MAX_INPUT_SIZE} px: every "
+                "view is rendered at that size"
             )
         if not callable(getattr(model, "predict", None)):
             raise SearchModelError("search model has no predict(views, phrases) method")
@@ -416,9 +423,13 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
                 "model_error", f"search model raised {type(exc).__name__}: {exc}"
             ) from exc
         try:
-            return validate_predictions(output, views, phrases, self.score_range)
+            valid = validate_predictions(output, views, phrases, self.score_range)
         except SearchModelError as exc:
             raise _StopSearchError("model_error", str(exc)) from exc
+        return [
+            [fit_heatmap_to_view(p, view) for p in per_view]
+            for view, per_view in zip(views, valid, strict=True)
+        ]
 
     def _context(self, view: Image.Image | None = None) -> str | None:
         """The context phrase: asked once per target (vstar, or a callable that cannot be

@@ -142,6 +142,16 @@ class SearchModel(Protocol):
     ) -> list[list[PatchPrediction]]: ...
 
 
+#: Largest ``input_size`` accepted. Every view is rendered at the model's input size (a
+#: patch smaller than it is enlarged), so an absurd declaration (10**6 px) would have the
+#: first view allocate terabytes; real detectors look at 224-2048 px.
+MAX_INPUT_SIZE = 8192
+
+#: Largest heatmap magnitude accepted. The search normalises maps and sums their mass in
+#: float32/float64; values near the float limits (1e308) overflow there into NaN
+#: priorities. Logits, probabilities and counts are many orders of magnitude below.
+MAX_HEATMAP_MAGNITUDE = 1e30
+
 #: The optional declarations a model may make (see ``SearchModel``), each with the
 #: value that stands for a model that does not make it.
 OPTIONAL_DECLARATIONS: dict[str, Any] = {
@@ -307,6 +317,10 @@ def _check_prediction(pred: object, where: str, score_range: tuple[float, float]
         )
     if not np.isfinite(hm).all():
         raise SearchModelError(f"{where}: the heatmap holds NaN or inf")
+    if max(abs(float(hm.min())), abs(float(hm.max()))) > MAX_HEATMAP_MAGNITUDE:
+        raise SearchModelError(
+            f"{where}: the heatmap holds values beyond +-{MAX_HEATMAP_MAGNITUDE:g}"
+        )
     detections = pred.detections
     if not isinstance(detections, (tuple, list)):
         raise SearchModelError(
@@ -314,6 +328,25 @@ def _check_prediction(pred: object, where: str, score_range: tuple[float, float]
         )
     for det in detections:
         _check_detection(det, where, score_range)
+
+
+def fit_heatmap_to_view(prediction: PatchPrediction, view: Image.Image) -> PatchPrediction:
+    """The prediction with a heatmap finer than its view max-pooled to the view's pixels.
+
+    A map with more cells than the view has pixels tells the search nothing more (it
+    maps the map onto the patch by fractions), but the search keeps a summed-area table
+    of every scored map for the priorities of its descendants: a 10000x10000 map would
+    hold 800 MB per patch. Max-pooling keeps the map's peak, which is the cue strength.
+    """
+    hm = prediction.heatmap
+    rows, cols = hm.shape
+    step_y, step_x = -(-rows // view.height), -(-cols // view.width)
+    if step_y == 1 and step_x == 1:
+        return prediction
+    # Along the rows' contiguous axis first: 7x faster on a 10000x10000 map.
+    pooled = np.maximum.reduceat(hm, np.arange(0, cols, step_x), axis=1)
+    pooled = np.maximum.reduceat(pooled, np.arange(0, rows, step_y), axis=0)
+    return PatchPrediction(prediction.detections, pooled)
 
 
 def validate_predictions(
