@@ -16,6 +16,7 @@ from seal_agent.errors import (
     SearchModelError,
 )
 from seal_agent.graph import build_graph
+from seal_agent.graph.configuration import SettingsError
 from seal_agent.graph.parsing import CuedTargetListing, TargetListing
 
 
@@ -126,6 +127,14 @@ def test_a_bad_per_call_setting_is_refused(scene_path, config):
     graph, _ = _graph(config)
     with pytest.raises((ValueError, TypeError)):
         graph.invoke({"image": scene_path, "question": "q?"}, context={"max_targets": 0})
+
+
+def test_threshold_overrides_that_do_not_fit_the_model_are_a_settings_error(scene_path, config):
+    graph, _ = _graph(config)  # each override is valid alone; low 0.9 > the model's high 0.5
+    with pytest.raises(SettingsError, match=r"do not fit the search model.*confidence_low"):
+        graph.invoke(
+            {"image": scene_path, "question": "q?"}, context={"search": {"confidence_low": 0.9}}
+        )
 
 
 class _StructuredChat(ScriptedChatModel):

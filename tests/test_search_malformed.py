@@ -202,6 +202,14 @@ def test_a_search_keeps_no_map_finer_than_the_views_it_scored(monkeypatch) -> No
     assert all(rows <= 512 and cols <= 512 for rows, cols in shapes)
 
 
+def test_model_thresholds_that_skipped_validation_are_a_model_fault() -> None:
+    model = FixedOutputModel(one(pred()))
+    fields = {**ORACLE_THRESHOLDS.model_dump(), "confidence_high": float("nan")}
+    model.thresholds = ModelThresholds.model_construct(**fields)
+    with pytest.raises(SearchModelError, match="thresholds are invalid: confidence_high"):
+        VStarSearch(model)
+
+
 def test_a_model_whose_setup_raises_is_a_model_fault() -> None:
     class Broken:
         thresholds = ORACLE_THRESHOLDS

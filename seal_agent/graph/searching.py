@@ -13,7 +13,7 @@ from PIL import Image
 
 from seal_agent.errors import SealError, SearchModelError
 from seal_agent.graph import prompts
-from seal_agent.graph.configuration import SealConfig
+from seal_agent.graph.configuration import SealConfig, SettingsError
 from seal_agent.graph.lazy_models import resolve
 from seal_agent.graph.node_base import NodeBase, _emitter, image_block
 from seal_agent.graph.parsing import parse_context_cue
@@ -101,6 +101,10 @@ class SearchNodes(NodeBase):
                 forward_passes=0,
                 elapsed_s=0.0,
             )
+        except ValueError as exc:  # the call's threshold overrides do not fit the model's
+            if isinstance(exc, SealError):
+                raise
+            raise SettingsError(f"the search settings do not fit the search model: {exc}") from exc
         else:
             result = engine.search(pyramid, target, context_cue=cue, on_step=on_step)
         if result.stop_reason == "model_error" and settings.raise_on_search_error:

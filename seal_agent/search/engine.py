@@ -159,6 +159,12 @@ class VStarSearch:
             raise SearchModelError(
                 f"search model thresholds must be ModelThresholds, got {type(defaults).__name__}"
             )
+        try:  # built with model_construct (or mutated), a model's thresholds skip validation
+            ModelThresholds.model_validate(defaults.model_dump())
+        except ValidationError as exc:
+            raise SearchModelError(
+                f"search model thresholds are invalid: {_problems(exc)}"
+            ) from exc
         self.model = model
         self.input_size = input_size
         self.config = config if config is not None else SearchConfig()
@@ -172,7 +178,7 @@ class VStarSearch:
             self.thresholds = self.config.resolve_thresholds(defaults)
             ModelThresholds.model_validate(self.thresholds.model_dump())
         except ValidationError as exc:
-            raise ValueError(f"search thresholds are inconsistent: {exc}") from exc
+            raise ValueError(f"search thresholds are inconsistent: {_problems(exc)}") from exc
 
     def search(
         self,
@@ -600,6 +606,14 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         # 2 model pixels and cannot be found; on a 1000x700 image it stops at 224 px
         # patches that the model sees upsampled 2.3x, wasting visits on no new detail.
         return is_native_leaf(node.patch, self.input_size)
+
+
+def _problems(exc: ValidationError) -> str:
+    """A validation error in one line: each field and what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'thresholds'}: {err['msg']}"
+        for err in exc.errors()
+    )
 
 
 def _takes_view(cue: ContextCue | None) -> bool:
