@@ -43,6 +43,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from PIL import Image
 from pydantic import ValidationError
@@ -54,6 +55,7 @@ from seal_agent.search.closer_looks import MIN_ZOOM_GAIN, CloserLooks
 from seal_agent.search.config import SearchConfig
 from seal_agent.search.descent import Descent
 from seal_agent.search.frontier import Frontier, Node, make_frontier
+from seal_agent.search.model_calls import ModelCallTimeoutError, call_before
 from seal_agent.search.outcomes import Outcomes
 from seal_agent.search.protocol import (
     MAX_INPUT_SIZE,
@@ -238,6 +240,9 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         self.context_phrase: str | None = None
         self.notes: list[str] = []
         self.started = _clock()
+        # When a model call is abandoned: the deadline on the clock threads wait by.
+        deadline = cfg.deadline_s
+        self.deadline_at = None if deadline is None else time.monotonic() + deadline
         self.smallest_size = seal_smallest_size(
             self.width, self.height, cfg.min_leaf_size, cfg.leaf_size_scale
         )
@@ -418,12 +423,21 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
     ) -> list[list[PatchPrediction]]:
         self.patches_scored += len(views)
         self.forward_passes += 1
+        model, views, phrases = self.model, list(views), list(phrases)
+        if self.passes_scales:
+            scales = [f.patch.width / f.view_width for f in frames]
+            call = partial(model.predict, views, phrases, scales=scales)  # type: ignore[call-arg]
+        else:
+            call = partial(model.predict, views, phrases)
         try:
-            if self.passes_scales:
-                scales = [f.patch.width / f.view_width for f in frames]
-                output = self.model.predict(list(views), list(phrases), scales=scales)  # type: ignore[call-arg]
-            else:
-                output = self.model.predict(list(views), list(phrases))
+            # A model that never answers is abandoned at the deadline (model_calls.py).
+            output = call_before(call, self.deadline_at)
+        except ModelCallTimeoutError as exc:
+            raise _StopSearchError(
+                "deadline",
+                f"stopped at the {self.cfg.deadline_s:g} s deadline: {exc} "
+                f"({self.patches_scored} patches scored, the last {len(views)} unanswered)",
+            ) from exc
         except Exception as exc:  # a model fault ends the search; Ctrl-C still propagates
             raise _StopSearchError(
                 "model_error", f"search model raised {type(exc).__name__}: {exc}"
