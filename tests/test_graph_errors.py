@@ -18,6 +18,7 @@ from seal_agent.errors import (
 from seal_agent.graph import build_graph
 from seal_agent.graph.configuration import SettingsError
 from seal_agent.graph.parsing import CuedTargetListing, TargetListing
+from seal_agent.models.vision_tokens import VisionProfile
 
 
 def _graph(config, script=None, search=None):
@@ -135,6 +136,43 @@ def test_threshold_overrides_that_do_not_fit_the_model_are_a_settings_error(scen
         graph.invoke(
             {"image": scene_path, "question": "q?"}, context={"search": {"confidence_low": 0.9}}
         )
+
+
+def _profile(**fields: Any) -> VisionProfile:
+    base: dict[str, Any] = {
+        "family": "own",
+        "frame": "native",
+        "crop_side": 448,
+        "tokens": lambda w, h: 256,
+        "default_budget": 2048,
+    }
+    return VisionProfile(**(base | fields))
+
+
+def _no_profile() -> VisionProfile:
+    raise RuntimeError("profile service down")
+
+
+@pytest.mark.parametrize(
+    ("vision_profile", "message"),
+    [
+        (_no_profile, r"vision_profile\(\) raised RuntimeError: profile service down"),
+        (lambda: _profile(tokens=lambda w, h: float("nan")), r"could not cost a \d+x\d+ image"),
+        (lambda: _profile(tokens=lambda w, h: -5), r"costs a \d+x\d+ image -5 tokens"),
+        (lambda: _profile(crop_side=10**6), r"crop_side 1000000; expected 1 to 4096"),
+    ],
+    ids=["raises", "nan_tokens", "negative_tokens", "crop_side_1e6"],
+)
+def test_a_chat_models_broken_vision_profile_is_a_chat_model_fault(
+    scene_path, config, vision_profile, message
+):
+    class OwnProfile(ScriptedChatModel):
+        def vision_profile(self) -> VisionProfile:
+            return vision_profile()
+
+    graph = build_graph(OwnProfile(script=seal_script("red square")), ColourSearchModel(), config)
+    with pytest.raises(ChatModelError, match=message):
+        graph.invoke({"image": scene_path, "question": "q?"})
 
 
 class _StructuredChat(ScriptedChatModel):
