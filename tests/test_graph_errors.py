@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,28 @@ def test_unparseable_structured_output_falls_back_to_the_text_format(scene_path,
     )
     assert out["targets"] == ["red square"]
     assert any("reply exactly in this format" in p for p in chat.prompts)
+
+
+def test_a_structured_listing_built_without_validation_falls_back_to_the_text_format(
+    scene_path, config
+):
+    chat = _StructuredChat(script=seal_script("red square"))
+    unchecked = CuedTargetListing.model_construct(answer=None, missing_objects=[None, 5])
+    chat.structured = lambda m: {"parsed": unchecked, "raw": None, "parsing_error": None}
+    out = build_graph(chat, ColourSearchModel(), config).invoke(
+        {"image": scene_path, "question": "q?"}
+    )
+    assert out["targets"] == ["red square"]
+    assert any("reply exactly in this format" in p for p in chat.prompts)
+
+
+def test_an_endless_iterator_of_option_scores_is_a_chat_model_fault(scene_path, config):
+    class EndlessScores(ScriptedChatModel):
+        def score_options(self, messages, options):
+            return itertools.count()  # never ends
+
+    graph = build_graph(
+        EndlessScores(script=seal_script("red square")), ColourSearchModel(), config
+    )
+    with pytest.raises(ChatModelError, match="returned more than 2 option scores for 2 options"):
+        graph.invoke({"image": scene_path, "question": "q?", "options": ["x", "y"]})

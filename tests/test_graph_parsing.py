@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seal_agent.graph.parsing import (
+    MAX_LISTED_OBJECTS,
     CuedTargetListing,
     normalise_targets,
     parse_context_cue,
@@ -77,6 +78,13 @@ def test_invisible_and_control_characters_never_reach_a_target_or_cue():
     )
     assert cued.cues() == {"star": "table"}
     assert normalise_targets(["red\tsquare\n"], 5) == ["red square"]  # whitespace: a space
+
+
+def test_a_structured_listing_is_read_no_further_than_a_text_listing():
+    items = [{"name": f"thing {i}", "usual_location": "on a table"} for i in range(10_000)]
+    cued = CuedTargetListing.model_validate({"missing_objects": items})
+    assert len(cued.cues()) == MAX_LISTED_OBJECTS
+    assert len(cued.to_listing().missing_objects) == MAX_LISTED_OBJECTS
 
 
 @pytest.mark.parametrize(

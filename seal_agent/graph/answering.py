@@ -3,6 +3,7 @@ image, the found targets' crops and their locations), or option scoring by likel
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -87,7 +88,9 @@ class AnswerNodes(NodeBase):
                 doing="scoring the options",
                 model=model_name(model),
             )
-            losses = [float(v) for v in scores]
+            # one value past the options' count is enough to tell a wrong count (a model
+            # may hand back an endless iterator)
+            losses = [float(v) for v in islice(scores, len(options) + 1)]
         except SealError:
             raise
         except Exception as exc:
@@ -96,8 +99,9 @@ class AnswerNodes(NodeBase):
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         if len(losses) != len(options) or any(v != v for v in losses):
+            got = f"more than {len(options)}" if len(losses) > len(options) else len(losses)
             raise ChatModelError(
-                f"the VQA chat model {model_name(model)} returned {len(losses)} option scores "
+                f"the VQA chat model {model_name(model)} returned {got} option scores "
                 f"for {len(options)} options (or NaN)"
             )
         return min(range(len(options)), key=lambda i: losses[i])

@@ -10,6 +10,7 @@ from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
+from pydantic import ValidationError
 
 from seal_agent.errors import InvalidImageError, InvalidQuestionError, SealError
 from seal_agent.graph import prompts
@@ -58,7 +59,12 @@ class ListingNodes(NodeBase):
         except Exception:  # a provider refusing tools with images: the text path decides
             return None
         parsed = out.get("parsed") if isinstance(out, dict) else out
-        return parsed if isinstance(parsed, TargetListing | CuedTargetListing) else None
+        if not isinstance(parsed, TargetListing | CuedTargetListing):
+            return None
+        try:  # a listing built without validation (model_construct) is checked here
+            return type(parsed).model_validate(parsed.model_dump(warnings=False))
+        except ValidationError:
+            return None
 
     # -- nodes ---------------------------------------------------------------------------
     def prepare(

@@ -235,17 +235,22 @@ class CuedTargetListing(BaseModel):
 
     def to_listing(self) -> TargetListing:
         return TargetListing(
-            answer=self.answer, missing_objects=[t.name for t in self.missing_objects]
+            answer=self.answer, missing_objects=[t.name for t in self._read_objects()]
         )
 
     def cues(self) -> dict[str, str | None]:
         """Context phrase per cleaned, lower-cased target name (first mention wins)."""
         cues: dict[str, str | None] = {}
-        for item in self.missing_objects:
+        for item in self._read_objects():
             key = clean_phrase(item.name).lower()
             if key and key not in cues:
                 cues[key] = cue_phrase(item.usual_location, item.name)
         return cues
+
+    def _read_objects(self) -> list[ListedTarget]:
+        """The objects read, as many as the text listing reads: a structured reply is
+        not cut to ``max_reply_chars``, and 10,000 items took seconds to read."""
+        return self.missing_objects[:MAX_LISTED_OBJECTS]
 
 
 _NO_PLACE = {"anywhere", "unknown", "none", "null", "n/a", "nowhere", "unclear", "everywhere"}
