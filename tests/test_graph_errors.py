@@ -234,3 +234,37 @@ def test_an_endless_iterator_of_option_scores_is_a_chat_model_fault(scene_path, 
     )
     with pytest.raises(ChatModelError, match="returned more than 2 option scores for 2 options"):
         graph.invoke({"image": scene_path, "question": "q?", "options": ["x", "y"]})
+
+
+def test_a_models_megabyte_exception_text_is_quoted_briefly(scene_path, config):
+    flood = "x" * 1_000_000
+    tolerant = config.model_copy(update={"raise_on_search_error": False})
+    graph, chat = _graph(tolerant, seal_script("red square"), _LoudSearch(flood))
+    out = graph.invoke({"image": scene_path, "question": "q?"})
+    outcome = out["searches"]["red square"]
+    assert outcome["stop_reason"] == "model_error"
+    assert len(outcome["message"]) < 1000  # in the state, its checkpoints and the prompt
+    assert all(len(p) < 20_000 for p in chat.prompts)
+    graph, _ = _graph(config, seal_script("red square"), _LoudSearch(flood))
+    with pytest.raises(SearchModelError, match=r"CUDA error: x+\.\.\.") as raised:
+        graph.invoke({"image": scene_path, "question": "q?"})
+    assert len(str(raised.value)) < 1000
+
+    def loud_chat(text, _):
+        raise ConnectionError(flood)
+
+    graph, _ = _graph(config, loud_chat)
+    with pytest.raises(ChatModelError, match=r"ConnectionError: x+") as raised_chat:
+        graph.invoke({"image": scene_path, "question": "q?"})
+    assert len(str(raised_chat.value)) < 1000
+
+
+class _LoudSearch(ColourSearchModel):
+    """Raises with a megabyte of text (a dumped tensor, a server's HTML page)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def predict(self, views, phrases):  # type: ignore[override]
+        raise RuntimeError("CUDA error: " + self.text)

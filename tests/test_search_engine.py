@@ -254,6 +254,25 @@ def test_without_a_deadline_the_model_is_called_on_the_searching_thread() -> Non
     assert set(threads) == {threading.current_thread().name}
 
 
+def test_a_model_that_fires_everywhere_leaves_a_bounded_list_of_instances() -> None:
+    def everywhere(call: int, view: int, phrase: str) -> PatchPrediction:
+        boxes = [Box(x, y, x + 6, y + 6) for x in range(0, 500, 10) for y in range(0, 400, 10)]
+        scores = np.linspace(0.6, 0.99, len(boxes))
+        return PatchPrediction(
+            tuple(Detection(b, float(s)) for b, s in zip(boxes, scores, strict=True)),
+            np.zeros((4, 4)),
+        )
+
+    model = ScriptedModel(everywhere)
+    model.framing_invariant = True  # type: ignore[attr-defined]  # the root's boxes stand
+    result = VStarSearch(model, SearchConfig(max_calls=20)).search(VirtualPyramid(500, 400), "star")
+    assert result.found
+    assert len(result.instances) == engine_module.MAX_INSTANCES  # of 2,000 confident boxes
+    scores = [i.score for i in result.instances]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == pytest.approx(0.99)
+
+
 # -- model faults ------------------------------------------------------------------------
 class RaisingModel:
     input_size = 512

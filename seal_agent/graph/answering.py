@@ -10,7 +10,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from seal_agent.errors import ChatModelError, SealError
+from seal_agent.errors import ChatModelError, SealError, describe
 from seal_agent.graph import prompts, vwm
 from seal_agent.graph.configuration import SealConfig
 from seal_agent.graph.lazy_models import model_name, resolve
@@ -96,7 +96,7 @@ class AnswerNodes(NodeBase):
         except Exception as exc:
             raise ChatModelError(
                 f"the VQA chat model {model_name(model)} failed while scoring the options: "
-                f"{type(exc).__name__}: {exc}"
+                f"{describe(exc)}"
             ) from exc
         if len(losses) != len(options) or any(v != v for v in losses):
             got = f"more than {len(options)}" if len(losses) > len(options) else len(losses)

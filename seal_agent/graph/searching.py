@@ -11,7 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from PIL import Image
 
-from seal_agent.errors import SealError, SearchModelError
+from seal_agent.errors import SealError, SearchModelError, describe
 from seal_agent.graph import prompts
 from seal_agent.graph.configuration import SealConfig, SettingsError
 from seal_agent.graph.lazy_models import resolve
@@ -40,7 +40,7 @@ class SearchNodes(NodeBase):
             raise
         except Exception as exc:
             raise SearchModelError(
-                f"the search model could not be set up: {type(exc).__name__}: {exc}"
+                f"the search model could not be set up: {describe(exc)}"
             ) from exc
 
     def _listed_cue(
@@ -128,9 +128,7 @@ class SearchNodes(NodeBase):
         except SealError:
             raise
         except Exception as exc:
-            raise SearchModelError(
-                f"the search model could not be built: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise SearchModelError(f"the search model could not be built: {describe(exc)}") from exc
 
     def _context_cue(
         self,

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from seal_agent.errors import ChatModelError
+from seal_agent.errors import ChatModelError, describe
 from seal_agent.imaging.frames import CLIP_MEAN_RGB, Frame
 
 #: Crop side for native-resolution encoders: 16 tokens of 28 px (256 for a square).
@@ -77,7 +77,7 @@ class VisionProfile:
         except Exception as exc:
             raise ChatModelError(
                 f"the vision profile {self.family!r} could not cost a {w}x{h} image: "
-                f"{type(exc).__name__}: {exc}"
+                f"{describe(exc)}"
             ) from exc
         if tokens < 0:
             raise ChatModelError(
@@ -174,7 +174,7 @@ def profile_for(model: object) -> VisionProfile:
         profile = own() if callable(own) else None
     except Exception as exc:
         raise ChatModelError(
-            f"the VQA chat model's vision_profile() raised {type(exc).__name__}: {exc}"
+            f"the VQA chat model's vision_profile() raised {describe(exc)}"
         ) from exc
     if isinstance(profile, VisionProfile):
         side = profile.crop_side

@@ -40,6 +40,7 @@ all typed against the fields declared on ``run_state.RunState``.
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ from functools import partial
 from PIL import Image
 from pydantic import ValidationError
 
-from seal_agent.errors import InvalidQuestionError, SearchModelError
+from seal_agent.errors import InvalidQuestionError, SearchModelError, describe
 from seal_agent.imaging.geometry import Box, ViewTransform
 from seal_agent.imaging.pyramid import ImagePyramid, as_pyramid
 from seal_agent.search.closer_looks import MIN_ZOOM_GAIN, CloserLooks
@@ -127,6 +128,10 @@ TIE_BATCH_RATIO: float | None = 0.7
 URGENT_TOGETHER_AFTER = {False: 0, True: 1}  # keyed by framing_invariant
 FRONTIER_ALONG_AFTER = 2
 CLOSER_LOOKS = frozenset({"zoom", "confirm"})
+#: Most root instances a result keeps, best first: a model that fires everywhere (10,000
+#: confident boxes) would otherwise put all of them into the result and the graph's
+#: state; the answer's prompt shows three.
+MAX_INSTANCES = 100
 
 #: The clock budgets are measured with (a module attribute so tests can drive it).
 _clock = time.perf_counter
@@ -143,9 +148,7 @@ class VStarSearch:
             input_size = getattr(model, "input_size", None)
             defaults = getattr(model, "thresholds", None)
         except Exception as exc:  # a lazy model whose loading fails
-            raise SearchModelError(
-                f"search model could not be set up: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise SearchModelError(f"search model could not be set up: {describe(exc)}") from exc
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
             raise SearchModelError(
                 f"search model must have a positive integer input_size, got {input_size!r}"
@@ -439,9 +442,7 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
                 f"({self.patches_scored} patches scored, the last {len(views)} unanswered)",
             ) from exc
         except Exception as exc:  # a model fault ends the search; Ctrl-C still propagates
-            raise _StopSearchError(
-                "model_error", f"search model raised {type(exc).__name__}: {exc}"
-            ) from exc
+            raise _StopSearchError("model_error", f"search model raised {describe(exc)}") from exc
         try:
             valid = validate_predictions(output, views, phrases, self.score_range)
         except SearchModelError as exc:
@@ -467,7 +468,7 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
                 else self.context_cue(self.target)
             )
         except Exception as exc:  # the caller's LLM failing must not end the search
-            self.notes.append(f"context cue failed ({type(exc).__name__}: {exc})")
+            self.notes.append(f"context cue failed ({describe(exc)})")
             return None
         phrase: str | None = None
         if isinstance(answer, str) and answer.strip():
@@ -536,10 +537,10 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         if best is not None and best.score > self.th.confidence_high:
             instances: list[ScoredBox] = []
             if node.kind == "root":  # the reference returns every instance at the root only
+                confident = (d for d in detections if d.score > self.th.confidence_high)
                 instances = [
                     ScoredBox(box=d.box, score=d.score)
-                    for d in sorted(detections, key=lambda d: -d.score)
-                    if d.score > self.th.confidence_high
+                    for d in heapq.nlargest(MAX_INSTANCES, confident, key=lambda d: d.score)
                 ]
             elif confirming is not None and confirming.instances:
                 instances = confirming.instances

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from seal_agent.errors import SearchModelError
+from seal_agent.errors import SearchModelError, describe
 from seal_agent.imaging.geometry import Box
 
 
@@ -213,7 +213,7 @@ def _declared_float(model: object, name: str, default: float) -> float:
     try:
         value = getattr(model, name, default)
     except Exception as exc:  # a property that raises
-        raise SearchModelError(f"search model attribute {name} raised {exc!r}") from exc
+        raise SearchModelError(f"search model attribute {name} raised {describe(exc)}") from exc
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SearchModelError(f"search model {name} must be a finite number, got {value!r}")
     return float(value)
@@ -232,7 +232,9 @@ def declared_framing_invariant(model: object) -> bool:
     try:
         value = getattr(model, "framing_invariant", OPTIONAL_DECLARATIONS["framing_invariant"])
     except Exception as exc:  # a property that raises
-        raise SearchModelError(f"search model attribute framing_invariant raised {exc!r}") from exc
+        raise SearchModelError(
+            f"search model attribute framing_invariant raised {describe(exc)}"
+        ) from exc
     if not isinstance(value, bool):
         raise SearchModelError(f"search model framing_invariant must be a bool, got {value!r}")
     return value
@@ -243,7 +245,9 @@ def declared_max_batch_size(model: object) -> int | None:
     try:
         value = getattr(model, "max_batch_size", OPTIONAL_DECLARATIONS["max_batch_size"])
     except Exception as exc:  # a property that raises
-        raise SearchModelError(f"search model attribute max_batch_size raised {exc!r}") from exc
+        raise SearchModelError(
+            f"search model attribute max_batch_size raised {describe(exc)}"
+        ) from exc
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -258,7 +262,9 @@ def declared_score_range(model: object) -> tuple[float, float]:
     try:
         value = getattr(model, "score_range", OPTIONAL_DECLARATIONS["score_range"])
     except Exception as exc:
-        raise SearchModelError(f"search model attribute score_range raised {exc!r}") from exc
+        raise SearchModelError(
+            f"search model attribute score_range raised {describe(exc)}"
+        ) from exc
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError) as exc:
@@ -378,7 +384,5 @@ def validate_predictions(
     except SearchModelError:
         raise
     except Exception as exc:  # anything the checks themselves trip over is still the model's
-        raise SearchModelError(
-            f"search model returned malformed output ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise SearchModelError(f"search model returned malformed output ({describe(exc)})") from exc
     return output
