@@ -23,7 +23,7 @@ from seal_agent.search import Detection, ModelThresholds, PatchPrediction, valid
 from seal_agent.search.config import SearchConfig
 from seal_agent.search.engine import VStarSearch
 from seal_agent.search.priority import HeatmapMass
-from seal_agent.search.protocol import MAX_INPUT_SIZE, fit_heatmap_to_view
+from seal_agent.search.protocol import MAX_INPUT_SIZE, MIN_INPUT_SIZE, fit_heatmap_to_view
 
 HM = np.zeros((4, 4), dtype=np.float32)
 GOOD_BOX = Box(1, 1, 5, 5)
@@ -150,13 +150,17 @@ def test_malformed_optional_declarations_are_refused(attribute, value, fragment)
         VStarSearch(model)
 
 
-def test_an_absurd_input_size_is_refused_before_any_view_is_rendered() -> None:
+def test_an_absurd_input_size_is_refused_before_any_view_is_rendered_or_tile_queued() -> None:
     model = FixedOutputModel(one(pred()))
     model.input_size = 10**6  # a 10**6 px root view would allocate terabytes
-    with pytest.raises(SearchModelError, match="above 8192 px"):
+    with pytest.raises(SearchModelError, match="outside 32-8192 px"):
         VStarSearch(model)
-    model.input_size = MAX_INPUT_SIZE
-    VStarSearch(model)  # the largest accepted size is still a search model
+    model.input_size = 4  # a 12000x9000 image in 4 px tiles: gigabytes of queued tiles
+    with pytest.raises(SearchModelError, match="outside 32-8192 px"):
+        VStarSearch(model)
+    for accepted in (MIN_INPUT_SIZE, MAX_INPUT_SIZE):
+        model.input_size = accepted
+        VStarSearch(model)
 
 
 def test_a_heatmap_finer_than_its_view_is_pooled_keeping_its_peak() -> None:

@@ -60,6 +60,7 @@ from seal_agent.search.model_calls import ModelCallTimeoutError, call_before
 from seal_agent.search.outcomes import Outcomes
 from seal_agent.search.protocol import (
     MAX_INPUT_SIZE,
+    MIN_INPUT_SIZE,
     ModelThresholds,
     PatchPrediction,
     SearchModel,
@@ -153,10 +154,10 @@ class VStarSearch:
             raise SearchModelError(
                 f"search model must have a positive integer input_size, got {input_size!r}"
             )
-        if input_size > MAX_INPUT_SIZE:
+        if not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
             raise SearchModelError(
-                f"search model input_size {input_size} is above {MAX_INPUT_SIZE} px: every "
-                "view is rendered at that size"
+                f"search model input_size {input_size} is outside {MIN_INPUT_SIZE}-"
+                f"{MAX_INPUT_SIZE} px: views are rendered, and the image tiled, at that size"
             )
         if not callable(getattr(model, "predict", None)):
             raise SearchModelError("search model has no predict(views, phrases) method")

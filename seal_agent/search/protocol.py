@@ -142,9 +142,12 @@ class SearchModel(Protocol):
     ) -> list[list[PatchPrediction]]: ...
 
 
-#: Largest ``input_size`` accepted. Every view is rendered at the model's input size (a
+#: Range of ``input_size`` accepted. Every view is rendered at the model's input size (a
 #: patch smaller than it is enlarged), so an absurd declaration (10**6 px) would have the
-#: first view allocate terabytes; real detectors look at 224-2048 px.
+#: first view allocate terabytes; and the search cuts the image into tiles of about that
+#: size, so a tiny one (4 px: 6.75 million tiles of a 12000x9000 image) would queue
+#: gigabytes of tiles before the budget stops it. Real detectors look at 224-2048 px.
+MIN_INPUT_SIZE = 32
 MAX_INPUT_SIZE = 8192
 
 #: Largest heatmap magnitude accepted. The search normalises maps and sums their mass in
