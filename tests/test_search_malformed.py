@@ -79,6 +79,7 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("None output", None, "NoneType results"),
     ("tuple output", ((pred(),),), "tuple results"),
     ("too many phrases", [[pred(), pred()]], "malformed result for view 0"),
+    ("a million detections", one(pred((det(),) * 1_000_000)), "more than 20000"),
 ]
 IDS = [case[0] for case in MALFORMED]
 

@@ -155,6 +155,11 @@ MAX_INPUT_SIZE = 8192
 #: priorities. Logits, probabilities and counts are many orders of magnitude below.
 MAX_HEATMAP_MAGNITUDE = 1e30
 
+#: Most detections one prediction may hold. Every box is checked and mapped to the image
+#: in Python, so 10 million boxes (a model returning every anchor of a dense grid at many
+#: scales) would take minutes per view; OWLv2's densest grid at 1344 px has 9,216.
+MAX_DETECTIONS = 20_000
+
 #: The optional declarations a model may make (see ``SearchModel``), each with the
 #: value that stands for a model that does not make it.
 OPTIONAL_DECLARATIONS: dict[str, Any] = {
@@ -334,6 +339,11 @@ def _check_prediction(pred: object, where: str, score_range: tuple[float, float]
     if not isinstance(detections, (tuple, list)):
         raise SearchModelError(
             f"{where}: detections is {type(detections).__name__}, expected a tuple of Detection"
+        )
+    if len(detections) > MAX_DETECTIONS:
+        raise SearchModelError(
+            f"{where}: {len(detections)} detections, more than {MAX_DETECTIONS} (unfiltered "
+            "anchors? keep the boxes worth reporting)"
         )
     for det in detections:
         _check_detection(det, where, score_range)
