@@ -244,7 +244,7 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         self.context_phrase: str | None = None
         self.notes: list[str] = []
         self.started = _clock()
-        # When a model call is abandoned: the deadline on the clock threads wait by.
+        # The deadline a model call is waited for until (model_calls.call_before).
         deadline = cfg.deadline_s
         self.deadline_at = None if deadline is None else time.monotonic() + deadline
         self.smallest_size = seal_smallest_size(
