@@ -268,3 +268,12 @@ class _LoudSearch(ColourSearchModel):
 
     def predict(self, views, phrases):  # type: ignore[override]
         raise RuntimeError("CUDA error: " + self.text)
+
+
+def test_a_megabyte_structured_answer_is_capped_as_a_text_reply_is(scene_path, config):
+    chat = _StructuredChat(script=seal_script())
+    chat.structured = lambda m: {"parsed": TargetListing(answer="y" * 1_000_000), "raw": None}
+    out = build_graph(chat, ColourSearchModel(), config).invoke(
+        {"image": scene_path, "question": "q?"}
+    )
+    assert out["answer"] == "y" * config.max_reply_chars
