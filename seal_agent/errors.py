@@ -30,3 +30,15 @@ class SearchModelError(SealError, RuntimeError):
 
 class ChatModelError(SealError, RuntimeError):
     """The VQA chat model raised or returned something that cannot be used."""
+
+
+#: Longest part of a model's own exception text quoted in an error or a result.
+MAX_QUOTED_CHARS = 500
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception a model raised, cut to ``MAX_QUOTED_CHARS``: a
+    model's message may be megabytes (a dumped tensor, a server's HTML page), and it
+    travels into results, the graph's state, checkpoints and the answer's prompt."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_QUOTED_CHARS else text[:MAX_QUOTED_CHARS] + "..."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from seal_agent.errors import (
     SearchModelError,
 )
 from seal_agent.graph import build_graph
+from seal_agent.graph.configuration import SettingsError
 from seal_agent.graph.parsing import CuedTargetListing, TargetListing
+from seal_agent.models.vision_tokens import VisionProfile
 
 
 def _graph(config, script=None, search=None):
@@ -128,6 +131,51 @@ def test_a_bad_per_call_setting_is_refused(scene_path, config):
         graph.invoke({"image": scene_path, "question": "q?"}, context={"max_targets": 0})
 
 
+def test_threshold_overrides_that_do_not_fit_the_model_are_a_settings_error(scene_path, config):
+    graph, _ = _graph(config)  # each override is valid alone; low 0.9 > the model's high 0.5
+    with pytest.raises(SettingsError, match=r"do not fit the search model.*confidence_low"):
+        graph.invoke(
+            {"image": scene_path, "question": "q?"}, context={"search": {"confidence_low": 0.9}}
+        )
+
+
+def _profile(**fields: Any) -> VisionProfile:
+    base: dict[str, Any] = {
+        "family": "own",
+        "frame": "native",
+        "crop_side": 448,
+        "tokens": lambda w, h: 256,
+        "default_budget": 2048,
+    }
+    return VisionProfile(**(base | fields))
+
+
+def _no_profile() -> VisionProfile:
+    raise RuntimeError("profile service down")
+
+
+@pytest.mark.parametrize(
+    ("vision_profile", "message"),
+    [
+        (_no_profile, r"vision_profile\(\) raised RuntimeError: profile service down"),
+        (lambda: _profile(tokens=lambda w, h: float("nan")), r"could not cost a \d+x\d+ image"),
+        (lambda: _profile(tokens=lambda w, h: -5), r"costs a \d+x\d+ image -5 tokens"),
+        (lambda: _profile(crop_side=10**6), r"crop_side 1000000; expected 1 to 4096"),
+    ],
+    ids=["raises", "nan_tokens", "negative_tokens", "crop_side_1e6"],
+)
+def test_a_chat_models_broken_vision_profile_is_a_chat_model_fault(
+    scene_path, config, vision_profile, message
+):
+    class OwnProfile(ScriptedChatModel):
+        def vision_profile(self) -> VisionProfile:
+            return vision_profile()
+
+    graph = build_graph(OwnProfile(script=seal_script("red square")), ColourSearchModel(), config)
+    with pytest.raises(ChatModelError, match=message):
+        graph.invoke({"image": scene_path, "question": "q?"})
+
+
 class _StructuredChat(ScriptedChatModel):
     """A chat model with structured output (as ChatOpenAI has), scripted."""
 
@@ -161,3 +209,71 @@ def test_unparseable_structured_output_falls_back_to_the_text_format(scene_path,
     )
     assert out["targets"] == ["red square"]
     assert any("reply exactly in this format" in p for p in chat.prompts)
+
+
+def test_a_structured_listing_built_without_validation_falls_back_to_the_text_format(
+    scene_path, config
+):
+    chat = _StructuredChat(script=seal_script("red square"))
+    unchecked = CuedTargetListing.model_construct(answer=None, missing_objects=[None, 5])
+    chat.structured = lambda m: {"parsed": unchecked, "raw": None, "parsing_error": None}
+    out = build_graph(chat, ColourSearchModel(), config).invoke(
+        {"image": scene_path, "question": "q?"}
+    )
+    assert out["targets"] == ["red square"]
+    assert any("reply exactly in this format" in p for p in chat.prompts)
+
+
+def test_an_endless_iterator_of_option_scores_is_a_chat_model_fault(scene_path, config):
+    class EndlessScores(ScriptedChatModel):
+        def score_options(self, messages, options):
+            return itertools.count()  # never ends
+
+    graph = build_graph(
+        EndlessScores(script=seal_script("red square")), ColourSearchModel(), config
+    )
+    with pytest.raises(ChatModelError, match="returned more than 2 option scores for 2 options"):
+        graph.invoke({"image": scene_path, "question": "q?", "options": ["x", "y"]})
+
+
+def test_a_models_megabyte_exception_text_is_quoted_briefly(scene_path, config):
+    flood = "x" * 1_000_000
+    tolerant = config.model_copy(update={"raise_on_search_error": False})
+    graph, chat = _graph(tolerant, seal_script("red square"), _LoudSearch(flood))
+    out = graph.invoke({"image": scene_path, "question": "q?"})
+    outcome = out["searches"]["red square"]
+    assert outcome["stop_reason"] == "model_error"
+    assert len(outcome["message"]) < 1000  # in the state, its checkpoints and the prompt
+    assert all(len(p) < 20_000 for p in chat.prompts)
+    graph, _ = _graph(config, seal_script("red square"), _LoudSearch(flood))
+    with pytest.raises(SearchModelError, match=r"CUDA error: x+\.\.\.") as raised:
+        graph.invoke({"image": scene_path, "question": "q?"})
+    assert len(str(raised.value)) < 1000
+
+    def loud_chat(text, _):
+        raise ConnectionError(flood)
+
+    graph, _ = _graph(config, loud_chat)
+    with pytest.raises(ChatModelError, match=r"ConnectionError: x+") as raised_chat:
+        graph.invoke({"image": scene_path, "question": "q?"})
+    assert len(str(raised_chat.value)) < 1000
+
+
+class _LoudSearch(ColourSearchModel):
+    """Raises with a megabyte of text (a dumped tensor, a server's HTML page)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def predict(self, views, phrases):  # type: ignore[override]
+        raise RuntimeError("CUDA error: " + self.text)
+
+
+def test_a_megabyte_structured_answer_is_capped_as_a_text_reply_is(scene_path, config):
+    chat = _StructuredChat(script=seal_script())
+    chat.structured = lambda m: {"parsed": TargetListing(answer="y" * 1_000_000), "raw": None}
+    out = build_graph(chat, ColourSearchModel(), config).invoke(
+        {"image": scene_path, "question": "q?"}
+    )
+    assert out["answer"] == "y" * config.max_reply_chars

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from seal_agent.graph.parsing import (
+    MAX_LISTED_OBJECTS,
+    CuedTargetListing,
     normalise_targets,
     parse_context_cue,
     parse_option_choice,
@@ -63,6 +65,26 @@ def test_targets_are_cleaned_deduplicated_and_capped():
     raw = ["Red Star", "red star.", "  ", "the cross", "'cup'", "a", "mug", "sign", "dog"]
     assert normalise_targets(raw, 4) == ["Red Star", "cross", "cup", "mug"]
     assert normalise_targets(raw, 1) == ["Red Star"]
+
+
+def test_invisible_and_control_characters_never_reach_a_target_or_cue():
+    reply = MISSING_OBJECTS_PREFIX + " \x00\x1b[2J\x07cir\u200bcle, \u202etriangle\u202c, \x00\x7f."
+    listing = parse_target_listing(reply)
+    assert listing is not None
+    assert normalise_targets(listing.missing_objects, 5) == ["[2Jcircle", "triangle"]
+    assert parse_context_cue("It is on the \x1b\x9btab\x00le\u200b.", "star") == "table"
+    cued = CuedTargetListing.model_validate(
+        {"missing_objects": [{"name": "star\x00", "usual_location": "on a \u2066table\u2069"}]}
+    )
+    assert cued.cues() == {"star": "table"}
+    assert normalise_targets(["red\tsquare\n"], 5) == ["red square"]  # whitespace: a space
+
+
+def test_a_structured_listing_is_read_no_further_than_a_text_listing():
+    items = [{"name": f"thing {i}", "usual_location": "on a table"} for i in range(10_000)]
+    cued = CuedTargetListing.model_validate({"missing_objects": items})
+    assert len(cued.cues()) == MAX_LISTED_OBJECTS
+    assert len(cued.to_listing().missing_objects) == MAX_LISTED_OBJECTS
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -212,6 +214,63 @@ def test_deadline_stops_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not result.found
     assert result.patches_scored == 4
     assert "deadline" in result.message
+
+
+def test_a_model_that_never_answers_is_abandoned_at_the_deadline() -> None:
+    release = threading.Event()
+    calls: list[str] = []
+
+    def stuck(call: int, view: int, phrase: str) -> PatchPrediction:
+        calls.append(threading.current_thread().name)
+        if call == 1:  # the second call hangs (a wedged remote detector)
+            release.wait(60)
+        return PatchPrediction((Detection(Box(5, 5, 15, 15), 0.35),), np.zeros((2, 2)))
+
+    config = SearchConfig(strategy="bfs", deadline_s=0.5, max_calls=None)
+    started = time.monotonic()
+    try:
+        result = VStarSearch(ScriptedModel(stuck), config).search(
+            VirtualPyramid(4000, 3000), "star"
+        )
+    finally:
+        release.set()
+    assert time.monotonic() - started < 30  # not the 60 s the call would take
+    assert result.stop_reason == "deadline"
+    assert "did not answer" in result.message
+    assert result.found  # the first call's candidate is kept as the fallback
+    assert result.fallback
+    assert threading.current_thread().name not in calls
+
+
+def test_without_a_deadline_the_model_is_called_on_the_searching_thread() -> None:
+    threads: list[str] = []
+
+    def answer(call: int, view: int, phrase: str) -> PatchPrediction:
+        threads.append(threading.current_thread().name)
+        return blank()
+
+    config = SearchConfig(strategy="bfs", deadline_s=None, max_calls=3)
+    VStarSearch(ScriptedModel(answer), config).search(VirtualPyramid(4000, 3000), "star")
+    assert set(threads) == {threading.current_thread().name}
+
+
+def test_a_model_that_fires_everywhere_leaves_a_bounded_list_of_instances() -> None:
+    def everywhere(call: int, view: int, phrase: str) -> PatchPrediction:
+        boxes = [Box(x, y, x + 6, y + 6) for x in range(0, 500, 10) for y in range(0, 400, 10)]
+        scores = np.linspace(0.6, 0.99, len(boxes))
+        return PatchPrediction(
+            tuple(Detection(b, float(s)) for b, s in zip(boxes, scores, strict=True)),
+            np.zeros((4, 4)),
+        )
+
+    model = ScriptedModel(everywhere)
+    model.framing_invariant = True  # type: ignore[attr-defined]  # the root's boxes stand
+    result = VStarSearch(model, SearchConfig(max_calls=20)).search(VirtualPyramid(500, 400), "star")
+    assert result.found
+    assert len(result.instances) == engine_module.MAX_INSTANCES  # of 2,000 confident boxes
+    scores = [i.score for i in result.instances]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == pytest.approx(0.99)
 
 
 # -- model faults ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 from PIL import Image
-from search_fakes import ORACLE_THRESHOLDS, VirtualPyramid
+from search_fakes import ORACLE_THRESHOLDS, GeometricOracle, VirtualPyramid
 from test_graph_fakes import ScriptedChatModel, seal_script
 
 from seal_agent.errors import SearchModelError
@@ -22,6 +22,8 @@ from seal_agent.imaging.geometry import Box
 from seal_agent.search import Detection, ModelThresholds, PatchPrediction, validate_predictions
 from seal_agent.search.config import SearchConfig
 from seal_agent.search.engine import VStarSearch
+from seal_agent.search.priority import HeatmapMass
+from seal_agent.search.protocol import MAX_INPUT_SIZE, MIN_INPUT_SIZE, fit_heatmap_to_view
 
 HM = np.zeros((4, 4), dtype=np.float32)
 GOOD_BOX = Box(1, 1, 5, 5)
@@ -68,6 +70,8 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("3-D heatmap", one(pred(heatmap=np.zeros((2, 2, 3)))), "not a 2-D array"),
     ("empty heatmap", one(pred(heatmap=np.zeros((0, 3)))), "not a 2-D array"),
     ("NaN heatmap", one(pred(heatmap=np.full((2, 2), np.nan))), "NaN or inf"),
+    ("1e308 heatmap", one(pred(heatmap=np.full((2, 2), 1e308))), "beyond +-1e+30"),
+    ("-1e308 heatmap", one(pred(heatmap=np.array([[-1e308, 0.0], [1.0, 2.0]]))), "beyond"),
     ("flat nesting", [pred()], "malformed result for view 0"),
     ("too deep nesting", [[[pred()]]], "expected PatchPrediction"),
     ("dict instead of prediction", one({"detections": (), "heatmap": HM}), "dict"),
@@ -75,6 +79,7 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("None output", None, "NoneType results"),
     ("tuple output", ((pred(),),), "tuple results"),
     ("too many phrases", [[pred(), pred()]], "malformed result for view 0"),
+    ("a million detections", one(pred((det(),) * 1_000_000)), "more than 20000"),
 ]
 IDS = [case[0] for case in MALFORMED]
 
@@ -143,6 +148,70 @@ def test_malformed_optional_declarations_are_refused(attribute, value, fragment)
     model = FixedOutputModel(one(pred()))
     setattr(model, attribute, value)
     with pytest.raises(SearchModelError, match=fragment):
+        VStarSearch(model)
+
+
+def test_an_absurd_input_size_is_refused_before_any_view_is_rendered_or_tile_queued() -> None:
+    model = FixedOutputModel(one(pred()))
+    model.input_size = 10**6  # a 10**6 px root view would allocate terabytes
+    with pytest.raises(SearchModelError, match="outside 32-8192 px"):
+        VStarSearch(model)
+    model.input_size = 4  # a 12000x9000 image in 4 px tiles: gigabytes of queued tiles
+    with pytest.raises(SearchModelError, match="outside 32-8192 px"):
+        VStarSearch(model)
+    for accepted in (MIN_INPUT_SIZE, MAX_INPUT_SIZE):
+        model.input_size = accepted
+        VStarSearch(model)
+
+
+def test_a_heatmap_finer_than_its_view_is_pooled_keeping_its_peak() -> None:
+    view = Image.new("RGB", (40, 30))
+    fine = np.random.default_rng(0).random((301, 1000)).astype(np.float32)
+    fine[300, 999] = 7.0  # the peak in the ragged last block
+    pooled = fit_heatmap_to_view(pred(heatmap=fine), view).heatmap  # type: ignore[arg-type]
+    assert pooled.shape[0] <= 30
+    assert pooled.shape[1] <= 40
+    assert pooled.max() == 7.0
+    assert pooled[-1, -1] == 7.0
+    assert pooled.dtype == np.float32
+    coarse = pred(heatmap=np.ones((30, 40), dtype=np.float32))
+    assert fit_heatmap_to_view(coarse, view) is coarse  # a map at or under the view's size
+
+
+def test_a_search_keeps_no_map_finer_than_the_views_it_scored(monkeypatch) -> None:
+    pyramid = VirtualPyramid(4000, 3000)
+    oracle = GeometricOracle(pyramid, {"star": [Box(3100, 2200, 3116, 2216)]})
+
+    class FineMaps:  # the oracle's maps upsampled 40x: 640 cells a side, views 512 px
+        input_size = oracle.input_size
+        thresholds = oracle.thresholds
+
+        def predict(self, views, phrases):
+            return [
+                [PatchPrediction(p.detections, np.kron(p.heatmap, np.ones((40, 40), "f4")))
+                 for p in row]
+                for row in oracle.predict(views, phrases)
+            ]  # fmt: skip
+
+    shapes: list[tuple[int, ...]] = []
+    original = HeatmapMass.from_heatmap.__func__  # type: ignore[attr-defined]
+
+    def recording(cls, normalised, patch, level):
+        shapes.append(normalised.shape)
+        return original(cls, normalised, patch, level)
+
+    monkeypatch.setattr(HeatmapMass, "from_heatmap", classmethod(recording))
+    result = VStarSearch(FineMaps(), SearchConfig(max_calls=40)).search(pyramid, "star")
+    assert result.found, result.message
+    assert shapes
+    assert all(rows <= 512 and cols <= 512 for rows, cols in shapes)
+
+
+def test_model_thresholds_that_skipped_validation_are_a_model_fault() -> None:
+    model = FixedOutputModel(one(pred()))
+    fields = {**ORACLE_THRESHOLDS.model_dump(), "confidence_high": float("nan")}
+    model.thresholds = ModelThresholds.model_construct(**fields)
+    with pytest.raises(SearchModelError, match="thresholds are invalid: confidence_high"):
         VStarSearch(model)
 
 

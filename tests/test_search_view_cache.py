@@ -285,6 +285,60 @@ def test_cached_heatmaps_are_read_only(scene):
         prediction.heatmap[0, 0] = 1.0
 
 
+class OneBuffer(PlainReference):
+    """Writes every heatmap into one buffer of its own and returns it (per-thread
+    scratch, as the protocol suggests), overwriting it on the next call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer: np.ndarray | None = None
+
+    def predict(self, views, phrases):
+        out = []
+        for row in super().predict(views, phrases):
+            hm = row[0].heatmap
+            if self.buffer is None or self.buffer.shape != hm.shape:
+                self.buffer = np.empty_like(hm)
+            self.buffer[...] = hm
+            out.append([PatchPrediction(row[0].detections, self.buffer)])
+        return out
+
+
+def test_a_model_that_reuses_its_heatmap_buffer_keeps_working_and_its_answers_cached(scene):
+    model, plain = OneBuffer(), PlainReference()
+    cache = ViewCachingSearchModel(model)
+    root, quarter = _views(scene.image, 2)
+    quarter = quarter.resize(root.size)  # the same shape: the model reuses its buffer
+    first = cache.predict([root], ["table"])
+    second = cache.predict([quarter], ["table"])  # the model writes into its buffer again
+    _equal_predictions(first, plain.predict([root], ["table"]))
+    _equal_predictions(second, plain.predict([quarter], ["table"]))
+    _equal_predictions(cache.predict([root], ["table"]), first)  # from the cache
+
+
+def test_a_declared_score_range_holds_through_the_cache(scene):
+    class Logits(PlainReference):
+        score_range = (-10.0, 10.0)
+
+        def predict(self, views, phrases):
+            return [
+                [
+                    PatchPrediction(
+                        tuple(Detection(d.box, d.score * 10 - 5) for d in p.detections), p.heatmap
+                    )
+                    for p in row
+                ]
+                for row in super().predict(views, phrases)
+            ]
+
+    target = scene.targets[0]
+    config = SearchConfig(confidence_high=0.5, confidence_low=0.3, max_calls=40)
+    result = VStarSearch(ViewCachingSearchModel(Logits()), config).search(
+        ImagePyramid(scene.image), target.shape
+    )
+    assert result.stop_reason != "model_error", result.message
+
+
 def test_owl_split_api_equals_predict_and_the_cache_runs_only_heads(owlv2_dir: Path):  # noqa: F811
     from seal_agent.models.owl import OwlSearchModel
 

@@ -3,13 +3,14 @@ image, the found targets' crops and their locations), or option scoring by likel
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from seal_agent.errors import ChatModelError, SealError
+from seal_agent.errors import ChatModelError, SealError, describe
 from seal_agent.graph import prompts, vwm
 from seal_agent.graph.configuration import SealConfig
 from seal_agent.graph.lazy_models import model_name, resolve
@@ -87,17 +88,20 @@ class AnswerNodes(NodeBase):
                 doing="scoring the options",
                 model=model_name(model),
             )
-            losses = [float(v) for v in scores]
+            # one value past the options' count is enough to tell a wrong count (a model
+            # may hand back an endless iterator)
+            losses = [float(v) for v in islice(scores, len(options) + 1)]
         except SealError:
             raise
         except Exception as exc:
             raise ChatModelError(
                 f"the VQA chat model {model_name(model)} failed while scoring the options: "
-                f"{type(exc).__name__}: {exc}"
+                f"{describe(exc)}"
             ) from exc
         if len(losses) != len(options) or any(v != v for v in losses):
+            got = f"more than {len(options)}" if len(losses) > len(options) else len(losses)
             raise ChatModelError(
-                f"the VQA chat model {model_name(model)} returned {len(losses)} option scores "
+                f"the VQA chat model {model_name(model)} returned {got} option scores "
                 f"for {len(options)} options (or NaN)"
             )
         return min(range(len(options)), key=lambda i: losses[i])

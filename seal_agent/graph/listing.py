@@ -10,12 +10,13 @@ from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
+from pydantic import ValidationError
 
 from seal_agent.errors import InvalidImageError, InvalidQuestionError, SealError
 from seal_agent.graph import prompts
 from seal_agent.graph.configuration import SealConfig
 from seal_agent.graph.lazy_models import model_name, resolve
-from seal_agent.graph.model_calls import call_with_timeout
+from seal_agent.graph.model_calls import call_with_timeout, cap_reply
 from seal_agent.graph.node_base import NodeBase, _emitter
 from seal_agent.graph.parsing import (
     CuedTargetListing,
@@ -58,7 +59,12 @@ class ListingNodes(NodeBase):
         except Exception:  # a provider refusing tools with images: the text path decides
             return None
         parsed = out.get("parsed") if isinstance(out, dict) else out
-        return parsed if isinstance(parsed, TargetListing | CuedTargetListing) else None
+        if not isinstance(parsed, TargetListing | CuedTargetListing):
+            return None
+        try:  # a listing built without validation (model_construct) is checked here
+            return type(parsed).model_validate(parsed.model_dump(warnings=False))
+        except ValidationError:
+            return None
 
     # -- nodes ---------------------------------------------------------------------------
     def prepare(
@@ -163,7 +169,8 @@ class ListingNodes(NodeBase):
                     "answering from the global image without a search"
                 )
         elif listing.answer and listing.answer.strip():
-            direct_answer = listing.answer.strip()
+            # a structured reply is not cut to max_reply_chars as the text path's is
+            direct_answer = cap_reply(listing.answer.strip(), self.config.max_reply_chars)
         else:
             warnings.append("the VQA model gave neither an answer nor a target list")
         event: Event = {"event": "targets_listed", "targets": targets}

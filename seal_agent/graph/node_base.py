@@ -16,7 +16,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from seal_agent.errors import ChatModelError, SealError
+from seal_agent.errors import ChatModelError, SealError, describe
 from seal_agent.graph import vwm
 from seal_agent.graph.configuration import SealConfig, resolve_config
 from seal_agent.graph.generation import token_limit_kwargs
@@ -129,8 +129,7 @@ class NodeBase:
             raise
         except Exception as exc:
             raise ChatModelError(
-                f"the VQA chat model {model_name(model)} failed while {doing}: "
-                f"{type(exc).__name__}: {exc}"
+                f"the VQA chat model {model_name(model)} failed while {doing}: {describe(exc)}"
             ) from exc
         if not isinstance(reply, BaseMessage):
             raise ChatModelError(

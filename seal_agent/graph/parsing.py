@@ -42,6 +42,14 @@ _BLANK_LINE = re.compile(r"\n[^\S\n]*+\n")
 _BULLET = re.compile(r"^(?:[-*\u2022]++|\d++[.)]|\(\d++\))\s*+")
 _ARTICLE = re.compile(r"^(?:the|a|an|some|any)\s++", re.I)
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019*_"
+#: Characters no object name holds, dropped from every phrase read from a reply:
+#: control characters other than whitespace (NUL, terminal escapes, C1), the soft
+#: hyphen, zero-width characters, bidirectional overrides and isolates, the BOM. A
+#: phrase goes to the search model, into the answer prompt and into streamed events
+#: that may reach a terminal. Whitespace controls are collapsed to spaces instead.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
 #: Most objects read from one listing (``max_targets`` keeps fewer after cleaning).
 MAX_LISTED_OBJECTS = 64
 MAX_LIST_CHARS = 8192
@@ -51,8 +59,9 @@ _NOT_A_TARGET = {"a", "an", "the", "some", "any", "none", "nothing", "n/a", "obj
 
 
 def clean_phrase(text: str) -> str:
-    """A target phrase without bullets, quotes, articles or trailing punctuation."""
-    text = text.strip()
+    """A target phrase without bullets, quotes, articles, trailing punctuation or
+    invisible characters."""
+    text = _INVISIBLE.sub("", text).strip()
     if not text:
         return ""
     phrase = _BULLET.sub("", text)
@@ -163,7 +172,7 @@ def parse_context_cue(text: object, target: str) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
     target_key = clean_phrase(target).lower()
-    for raw in _place_phrases(text):
+    for raw in _place_phrases(_INVISIBLE.sub("", text[:MAX_CUE_CHARS])):
         phrase = clean_phrase(raw)
         words = phrase.lower().split()
         if not words or phrase.lower() == target_key or words[-1] in _FILLER:
@@ -226,17 +235,22 @@ class CuedTargetListing(BaseModel):
 
     def to_listing(self) -> TargetListing:
         return TargetListing(
-            answer=self.answer, missing_objects=[t.name for t in self.missing_objects]
+            answer=self.answer, missing_objects=[t.name for t in self._read_objects()]
         )
 
     def cues(self) -> dict[str, str | None]:
         """Context phrase per cleaned, lower-cased target name (first mention wins)."""
         cues: dict[str, str | None] = {}
-        for item in self.missing_objects:
+        for item in self._read_objects():
             key = clean_phrase(item.name).lower()
             if key and key not in cues:
                 cues[key] = cue_phrase(item.usual_location, item.name)
         return cues
+
+    def _read_objects(self) -> list[ListedTarget]:
+        """The objects read, as many as the text listing reads: a structured reply is
+        not cut to ``max_reply_chars``, and 10,000 items took seconds to read."""
+        return self.missing_objects[:MAX_LISTED_OBJECTS]
 
 
 _NO_PLACE = {"anywhere", "unknown", "none", "null", "n/a", "nowhere", "unclear", "everywhere"}

@@ -11,9 +11,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 from PIL import Image
 
-from seal_agent.errors import SealError, SearchModelError
+from seal_agent.errors import SealError, SearchModelError, describe
 from seal_agent.graph import prompts
-from seal_agent.graph.configuration import SealConfig
+from seal_agent.graph.configuration import SealConfig, SettingsError
 from seal_agent.graph.lazy_models import resolve
 from seal_agent.graph.node_base import NodeBase, _emitter, image_block
 from seal_agent.graph.parsing import parse_context_cue
@@ -40,7 +40,7 @@ class SearchNodes(NodeBase):
             raise
         except Exception as exc:
             raise SearchModelError(
-                f"the search model could not be set up: {type(exc).__name__}: {exc}"
+                f"the search model could not be set up: {describe(exc)}"
             ) from exc
 
     def _listed_cue(
@@ -101,6 +101,10 @@ class SearchNodes(NodeBase):
                 forward_passes=0,
                 elapsed_s=0.0,
             )
+        except ValueError as exc:  # the call's threshold overrides do not fit the model's
+            if isinstance(exc, SealError):
+                raise
+            raise SettingsError(f"the search settings do not fit the search model: {exc}") from exc
         else:
             result = engine.search(pyramid, target, context_cue=cue, on_step=on_step)
         if result.stop_reason == "model_error" and settings.raise_on_search_error:
@@ -124,9 +128,7 @@ class SearchNodes(NodeBase):
         except SealError:
             raise
         except Exception as exc:
-            raise SearchModelError(
-                f"the search model could not be built: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise SearchModelError(f"the search model could not be built: {describe(exc)}") from exc
 
     def _context_cue(
         self,

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from seal_agent.errors import ChatModelError, describe
 from seal_agent.imaging.frames import CLIP_MEAN_RGB, Frame
 
 #: Crop side for native-resolution encoders: 16 tokens of 28 px (256 for a square).
@@ -47,6 +48,9 @@ QWEN_MERGE = 2
 QWEN_MIN_PIXELS = 56 * 56
 QWEN_MAX_PIXELS = 1280 * 28 * 28
 LLAVA_TOKENS = 576
+#: Largest crop side a model's own profile may ask for: every VWM crop is enlarged to it
+#: before its token cost is fitted to the budget, and a fixed-cost encoder is not fitted.
+MAX_CROP_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,19 @@ class VisionProfile:
 
     def image_tokens(self, width: int, height: int) -> int:
         """Visual tokens the model spends on a ``width x height`` image."""
-        return int(self.tokens(max(1, int(width)), max(1, int(height))))
+        w, h = max(1, int(width)), max(1, int(height))
+        try:  # a third-party model's own rule: its faults are the chat model's
+            tokens = int(self.tokens(w, h))
+        except Exception as exc:
+            raise ChatModelError(
+                f"the vision profile {self.family!r} could not cost a {w}x{h} image: "
+                f"{describe(exc)}"
+            ) from exc
+        if tokens < 0:
+            raise ChatModelError(
+                f"the vision profile {self.family!r} costs a {w}x{h} image {tokens} tokens"
+            )
+        return tokens
 
 
 # -- per-family rules -------------------------------------------------------------------------
@@ -153,11 +169,21 @@ def _model_names(model: object) -> str:
 
 def profile_for(model: object) -> VisionProfile:
     """The model's own ``vision_profile()``, else its family's rule from the table."""
-    own = getattr(model, "vision_profile", None)
-    if callable(own):
-        profile = own()
-        if isinstance(profile, VisionProfile):
-            return profile
+    try:
+        own = getattr(model, "vision_profile", None)
+        profile = own() if callable(own) else None
+    except Exception as exc:
+        raise ChatModelError(
+            f"the VQA chat model's vision_profile() raised {describe(exc)}"
+        ) from exc
+    if isinstance(profile, VisionProfile):
+        side = profile.crop_side
+        if isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= MAX_CROP_SIDE:
+            raise ChatModelError(
+                f"the VQA chat model's vision profile has crop_side {side!r}; expected "
+                f"1 to {MAX_CROP_SIDE} px (crops are enlarged to it)"
+            )
+        return profile
     return _profile_by_name(_model_names(model))
 
 
@@ -182,6 +208,7 @@ __all__ = [
     "DEFAULT_PROFILE",
     "GEMINI_PROFILE",
     "LLAVA_PROFILE",
+    "MAX_CROP_SIDE",
     "NATIVE_CROP_SIDE",
     "OPENAI_PROFILE",
     "QWEN_PROFILE",

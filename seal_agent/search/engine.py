@@ -40,22 +40,27 @@ all typed against the fields declared on ``run_state.RunState``.
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from PIL import Image
 from pydantic import ValidationError
 
-from seal_agent.errors import InvalidQuestionError, SearchModelError
+from seal_agent.errors import InvalidQuestionError, SearchModelError, describe
 from seal_agent.imaging.geometry import Box, ViewTransform
 from seal_agent.imaging.pyramid import ImagePyramid, as_pyramid
 from seal_agent.search.closer_looks import MIN_ZOOM_GAIN, CloserLooks
 from seal_agent.search.config import SearchConfig
 from seal_agent.search.descent import Descent
 from seal_agent.search.frontier import Frontier, Node, make_frontier
+from seal_agent.search.model_calls import ModelCallTimeoutError, call_before
 from seal_agent.search.outcomes import Outcomes
 from seal_agent.search.protocol import (
+    MAX_INPUT_SIZE,
+    MIN_INPUT_SIZE,
     ModelThresholds,
     PatchPrediction,
     SearchModel,
@@ -64,6 +69,7 @@ from seal_agent.search.protocol import (
     declared_max_batch_size,
     declared_max_upsample,
     declared_score_range,
+    fit_heatmap_to_view,
     validate_predictions,
 )
 from seal_agent.search.result import ScoredBox, SearchResult, TraceStep
@@ -123,6 +129,10 @@ TIE_BATCH_RATIO: float | None = 0.7
 URGENT_TOGETHER_AFTER = {False: 0, True: 1}  # keyed by framing_invariant
 FRONTIER_ALONG_AFTER = 2
 CLOSER_LOOKS = frozenset({"zoom", "confirm"})
+#: Most root instances a result keeps, best first: a model that fires everywhere (10,000
+#: confident boxes) would otherwise put all of them into the result and the graph's
+#: state; the answer's prompt shows three.
+MAX_INSTANCES = 100
 
 #: The clock budgets are measured with (a module attribute so tests can drive it).
 _clock = time.perf_counter
@@ -139,12 +149,15 @@ class VStarSearch:
             input_size = getattr(model, "input_size", None)
             defaults = getattr(model, "thresholds", None)
         except Exception as exc:  # a lazy model whose loading fails
-            raise SearchModelError(
-                f"search model could not be set up: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise SearchModelError(f"search model could not be set up: {describe(exc)}") from exc
         if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
             raise SearchModelError(
                 f"search model must have a positive integer input_size, got {input_size!r}"
+            )
+        if not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
+            raise SearchModelError(
+                f"search model input_size {input_size} is outside {MIN_INPUT_SIZE}-"
+                f"{MAX_INPUT_SIZE} px: views are rendered, and the image tiled, at that size"
             )
         if not callable(getattr(model, "predict", None)):
             raise SearchModelError("search model has no predict(views, phrases) method")
@@ -152,6 +165,12 @@ class VStarSearch:
             raise SearchModelError(
                 f"search model thresholds must be ModelThresholds, got {type(defaults).__name__}"
             )
+        try:  # built with model_construct (or mutated), a model's thresholds skip validation
+            ModelThresholds.model_validate(defaults.model_dump())
+        except ValidationError as exc:
+            raise SearchModelError(
+                f"search model thresholds are invalid: {_problems(exc)}"
+            ) from exc
         self.model = model
         self.input_size = input_size
         self.config = config if config is not None else SearchConfig()
@@ -165,7 +184,7 @@ class VStarSearch:
             self.thresholds = self.config.resolve_thresholds(defaults)
             ModelThresholds.model_validate(self.thresholds.model_dump())
         except ValidationError as exc:
-            raise ValueError(f"search thresholds are inconsistent: {exc}") from exc
+            raise ValueError(f"search thresholds are inconsistent: {_problems(exc)}") from exc
 
     def search(
         self,
@@ -225,6 +244,9 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         self.context_phrase: str | None = None
         self.notes: list[str] = []
         self.started = _clock()
+        # The deadline a model call is waited for until (model_calls.call_before).
+        deadline = cfg.deadline_s
+        self.deadline_at = None if deadline is None else time.monotonic() + deadline
         self.smallest_size = seal_smallest_size(
             self.width, self.height, cfg.min_leaf_size, cfg.leaf_size_scale
         )
@@ -405,20 +427,31 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
     ) -> list[list[PatchPrediction]]:
         self.patches_scored += len(views)
         self.forward_passes += 1
+        model, views, phrases = self.model, list(views), list(phrases)
+        if self.passes_scales:
+            scales = [f.patch.width / f.view_width for f in frames]
+            call = partial(model.predict, views, phrases, scales=scales)  # type: ignore[call-arg]
+        else:
+            call = partial(model.predict, views, phrases)
         try:
-            if self.passes_scales:
-                scales = [f.patch.width / f.view_width for f in frames]
-                output = self.model.predict(list(views), list(phrases), scales=scales)  # type: ignore[call-arg]
-            else:
-                output = self.model.predict(list(views), list(phrases))
-        except Exception as exc:  # a model fault ends the search; Ctrl-C still propagates
+            # A model that never answers is abandoned at the deadline (model_calls.py).
+            output = call_before(call, self.deadline_at)
+        except ModelCallTimeoutError as exc:
             raise _StopSearchError(
-                "model_error", f"search model raised {type(exc).__name__}: {exc}"
+                "deadline",
+                f"stopped at the {self.cfg.deadline_s:g} s deadline: {exc} "
+                f"({self.patches_scored} patches scored, the last {len(views)} unanswered)",
             ) from exc
+        except Exception as exc:  # a model fault ends the search; Ctrl-C still propagates
+            raise _StopSearchError("model_error", f"search model raised {describe(exc)}") from exc
         try:
-            return validate_predictions(output, views, phrases, self.score_range)
+            valid = validate_predictions(output, views, phrases, self.score_range)
         except SearchModelError as exc:
             raise _StopSearchError("model_error", str(exc)) from exc
+        return [
+            [fit_heatmap_to_view(p, view) for p in per_view]
+            for view, per_view in zip(views, valid, strict=True)
+        ]
 
     def _context(self, view: Image.Image | None = None) -> str | None:
         """The context phrase: asked once per target (vstar, or a callable that cannot be
@@ -436,7 +469,7 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
                 else self.context_cue(self.target)
             )
         except Exception as exc:  # the caller's LLM failing must not end the search
-            self.notes.append(f"context cue failed ({type(exc).__name__}: {exc})")
+            self.notes.append(f"context cue failed ({describe(exc)})")
             return None
         phrase: str | None = None
         if isinstance(answer, str) and answer.strip():
@@ -505,10 +538,10 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         if best is not None and best.score > self.th.confidence_high:
             instances: list[ScoredBox] = []
             if node.kind == "root":  # the reference returns every instance at the root only
+                confident = (d for d in detections if d.score > self.th.confidence_high)
                 instances = [
                     ScoredBox(box=d.box, score=d.score)
-                    for d in sorted(detections, key=lambda d: -d.score)
-                    if d.score > self.th.confidence_high
+                    for d in heapq.nlargest(MAX_INSTANCES, confident, key=lambda d: d.score)
                 ]
             elif confirming is not None and confirming.instances:
                 instances = confirming.instances
@@ -589,6 +622,14 @@ class _SearchRun(CloserLooks, Descent, StopRule, Outcomes):
         # 2 model pixels and cannot be found; on a 1000x700 image it stops at 224 px
         # patches that the model sees upsampled 2.3x, wasting visits on no new detail.
         return is_native_leaf(node.patch, self.input_size)
+
+
+def _problems(exc: ValidationError) -> str:
+    """A validation error in one line: each field and what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'thresholds'}: {err['msg']}"
+        for err in exc.errors()
+    )
 
 
 def _takes_view(cue: ContextCue | None) -> bool:

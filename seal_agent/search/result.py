@@ -66,7 +66,8 @@ class SearchResult(BaseModel):
     box: Box | None = Field(description="best box in original-image pixels (found or fallback)")
     confidence: float | None
     instances: list[ScoredBox] = Field(
-        default_factory=list, description="every box above confidence_high at the root"
+        default_factory=list,
+        description="every box above confidence_high at the root, best first (at most 100)",
     )
     stop_reason: StopReason
     fallback: bool = Field(

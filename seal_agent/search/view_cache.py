@@ -46,6 +46,7 @@ from seal_agent.search.protocol import (
     PatchPrediction,
     SearchModel,
     accepts_scales,
+    declared_score_range,
     validate_predictions,
 )
 
@@ -94,9 +95,12 @@ def _prediction_nbytes(prediction: PatchPrediction) -> int:
 
 def _frozen(prediction: PatchPrediction) -> PatchPrediction:
     """The shared copy is read-only: a caller that mutates it in place fails loudly
-    instead of changing what the next search sees."""
-    prediction.heatmap.setflags(write=False)
-    return prediction
+    instead of changing what the next search sees. It is the cache's own copy: a model
+    may write its next heatmap into the same buffer (per-thread scratch, as the protocol
+    suggests), which must neither change a cached answer nor be made read-only."""
+    heatmap = prediction.heatmap.copy()
+    heatmap.setflags(write=False)
+    return PatchPrediction(prediction.detections, heatmap)
 
 
 @dataclass
@@ -240,7 +244,7 @@ class ViewCachingSearchModel(DeclarationsShowThrough):
         )
         out = [[per_key[k][slot] for slot in slots] for k in keys]
         self._trim()
-        return validate_predictions(out, views, phrases)
+        return validate_predictions(out, views, phrases, declared_score_range(self.model))
 
     def _uncached(
         self, views: Any, phrases: Any, scales: list[float] | None
@@ -361,7 +365,9 @@ class ViewCachingSearchModel(DeclarationsShowThrough):
                     union,
                     [key_scale[k] for k in keys] if key_scale is not None else None,
                 )
-            output = validate_predictions(output, [views[k] for k in keys], union)
+            output = validate_predictions(
+                output, [views[k] for k in keys], union, declared_score_range(self.model)
+            )
         except BaseException as exc:
             with self._lock:
                 for key in keys:
@@ -382,16 +388,17 @@ class ViewCachingSearchModel(DeclarationsShowThrough):
             self.stats.phrase_evaluations += len(keys) * len(union)
             for key, row in zip(keys, output, strict=True):
                 entry = self._entries.get(key)
-                for slot, prediction in zip(slots, row, strict=True):
+                for slot, answer in zip(slots, row, strict=True):
+                    prediction = _frozen(answer)
                     mine = claimed[key].get(slot)
                     if mine is not None:
-                        mine.set_result(_frozen(prediction))
+                        mine.set_result(prediction)
                     if entry is None:
                         continue
                     stored = entry.predictions.get(slot)
                     if stored is None:  # scored anyway in the same pass: keep it
                         stored = Future()
-                        stored.set_result(_frozen(prediction))
+                        stored.set_result(prediction)
                         entry.predictions[slot] = stored
                     elif stored is not mine:
                         continue
