@@ -61,6 +61,30 @@ def test_malformed_options(scene_path, config):
         graph.invoke({"question": "q?"})
 
 
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"question": "What\x00 colour?"}, "the question contains a NUL character"),
+        ({"targets": ["square\udcff"]}, "target 1 is not valid Unicode text"),
+        ({"options": ["red", "blue\ud800"]}, "option 2 is not valid Unicode text"),
+    ],
+    ids=["nul-question", "surrogate-target", "surrogate-option"],
+)
+def test_text_no_checkpoint_store_accepts_is_refused_as_the_input_is_written(
+    scene_path, config, fields, needle
+):
+    # With a checkpointer the input is serialised before any node runs: a lone surrogate
+    # made LangGraph's serializer raise TypeError, and without one it reached the model.
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    chat = ScriptedChatModel(script=seal_script())
+    graph = build_graph(chat, ColourSearchModel(), config, checkpointer=InMemorySaver())
+    inputs = {"image": scene_path, "question": "q?", **fields}
+    with pytest.raises(InvalidQuestionError, match=needle):
+        graph.invoke(inputs, {"configurable": {"thread_id": "t"}})
+    assert chat.prompts == []
+
+
 def test_a_chat_model_that_raises_is_named(scene_path, config):
     def script(text, _):
         raise ConnectionError("server unreachable")

@@ -28,6 +28,7 @@ from seal_agent.imaging.content_blocks import unwrap_image_input
 from seal_agent.imaging.loading import to_image_ref
 from seal_agent.search import SearchModel
 from seal_agent.search.view_cache import DEFAULT_VIEW_CACHE_BYTES
+from seal_agent.text_arguments import check_text_arguments
 
 
 class _ImageReferencingInput(EphemeralValue):
@@ -77,11 +78,22 @@ def graph_settings(graph: object) -> SealConfig | None:
     return start.settings if isinstance(start, _ImageReferencingInput) else None
 
 
+def _listed(value: Any) -> list[Any] | tuple[Any, ...] | None:
+    """A list or tuple as is; anything else is the prepare node's to refuse."""
+    return value if isinstance(value, list | tuple) else None
+
+
 def _input_coercer(config: SealConfig) -> Callable[[Any], Any]:
     policy = config.image_policy()
 
     def coerce(value: Any) -> Any:
-        if not isinstance(value, dict) or "image" not in value:
+        if not isinstance(value, dict):
+            return value
+        # Before the first checkpoint: a lone surrogate or a NUL fails its serializer.
+        check_text_arguments(
+            value.get("question"), _listed(value.get("targets")), _listed(value.get("options"))
+        )
+        if "image" not in value:
             return value
         image = unwrap_image_input(value["image"])  # content blocks, data URLs: decoded
         ref = to_image_ref(image, policy=policy)  # type: ignore[arg-type]

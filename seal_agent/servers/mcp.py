@@ -29,7 +29,7 @@ from seal_agent.graph.compiled import SealGraph
 from seal_agent.graph.configuration import DeploymentSettingError, merge_overrides
 from seal_agent.imaging.content_blocks import decode_base64, image_from_block, is_image_block
 from seal_agent.imaging.paths import caller_image_source
-from seal_agent.tools.text_arguments import check_text_arguments
+from seal_agent.text_arguments import check_text_arguments
 from seal_agent.tools.visual_search import DEFAULT_DESCRIPTION, result_artifact, result_text
 
 IMAGE_HELP = (

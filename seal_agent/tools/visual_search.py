@@ -42,7 +42,7 @@ from seal_agent.tools.conversation_images import (
     parse_image_reference,
     resolve_conversation_image,
 )
-from seal_agent.tools.text_arguments import check_text_arguments
+from seal_agent.text_arguments import check_text_arguments
 
 #: LangGraph's ToolNode injects the agent's ``ToolRuntime`` (state, stream writer) into a
 #: tool parameter named ``runtime``; hidden from the model, None outside an agent.

@@ -4,7 +4,8 @@ JSON can carry a lone surrogate (``"\\ud800"``) and a NUL; Python strings hold b
 but no UTF-8 encoder, checkpoint serializer, PostgreSQL text column or chat API takes
 them. Left in, they end the run deep inside a checkpointer or a model call (or, with a
 checkpointer, escape the tool as a ``TypeError`` that crashes the calling agent), so
-the front doors refuse them, naming the argument.
+the front doors (the graph's input, the tool, the MCP server) refuse them, naming the
+argument.
 """
 
 from __future__ import annotations
