@@ -36,13 +36,13 @@ from seal_agent.imaging.loading import encode_image, load_image
 from seal_agent.imaging.paths import caller_image_source
 from seal_agent.imaging.policy import ImagePolicy
 from seal_agent.imaging.pyramid import ImagePyramid
+from seal_agent.text_arguments import check_text_arguments
 from seal_agent.tools.conversation_images import (
     REFERENCE_HELP,
     messages_of,
     parse_image_reference,
     resolve_conversation_image,
 )
-from seal_agent.text_arguments import check_text_arguments
 
 #: LangGraph's ToolNode injects the agent's ``ToolRuntime`` (state, stream writer) into a
 #: tool parameter named ``runtime``; hidden from the model, None outside an agent.
