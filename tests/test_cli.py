@@ -204,4 +204,6 @@ def test_escape_sequences_in_names_and_answers_are_printed_escaped(
     for stream in (captured.out, captured.err):
         assert "\x1b" not in stream
         assert "\x07" not in stream
-    assert "\\x1b]0;pwned\\x07\\x1b[31mred: not found" in captured.out
+    # The graph drops control characters from target names (graph/parsing.py), so the
+    # name arrives inert; the printer's escaping covers what comes from elsewhere.
+    assert "]0;pwned[31mred: not found" in captured.out

@@ -85,6 +85,37 @@ def test_text_no_checkpoint_store_accepts_is_refused_as_the_input_is_written(
     assert chat.prompts == []
 
 
+@pytest.mark.parametrize(
+    ("targets", "needle"),
+    [
+        (["red square", 3], "target 2 must be a non-empty object name"),
+        (["   "], "target 1 must be a non-empty object name"),
+        (["red square", "x" * 101], "target 2 is 101 characters long"),
+    ],
+    ids=["not-a-string", "blank", "a-sentence"],
+)
+def test_a_given_target_that_cannot_be_searched_is_named_not_dropped(
+    scene_path, config, targets, needle
+):
+    graph, chat = _graph(config)
+    with pytest.raises(InvalidQuestionError, match=needle):
+        graph.invoke({"image": scene_path, "question": "q?", "targets": targets})
+    assert chat.prompts == []
+
+
+def test_given_targets_beyond_max_targets_are_searched_up_to_it_with_a_warning(scene_path, config):
+    graph, _ = _graph(config)
+    given = ["red square", "Red square", "blue circle", "green triangle"]
+    out = graph.invoke(
+        {"image": scene_path, "question": "q?", "targets": given},
+        context={"max_targets": 2},
+    )
+    assert list(out["searches"]) == ["red square", "blue circle"]
+    assert any("searched for the first 2 distinct" in w for w in out["warnings"])
+    quiet = graph.invoke({"image": scene_path, "question": "q?", "targets": given[:2]})
+    assert not any("distinct" in w for w in quiet["warnings"])
+
+
 def test_a_chat_model_that_raises_is_named(scene_path, config):
     def script(text, _):
         raise ConnectionError("server unreachable")

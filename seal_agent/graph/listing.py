@@ -19,8 +19,10 @@ from seal_agent.graph.lazy_models import model_name, resolve
 from seal_agent.graph.model_calls import call_with_timeout, cap_reply
 from seal_agent.graph.node_base import NodeBase, _emitter
 from seal_agent.graph.parsing import (
+    MAX_TARGET_CHARS,
     CuedTargetListing,
     TargetListing,
+    clean_phrase,
     normalise_targets,
     parse_cued_target_listing,
     parse_target_listing,
@@ -118,9 +120,17 @@ class ListingNodes(NodeBase):
         if explicit is not None:
             if not isinstance(explicit, list | tuple):
                 raise InvalidQuestionError("targets must be a list of object names")
+            _check_given_targets(explicit)
             targets = normalise_targets(explicit, settings.max_targets)
             update |= {"targets": targets, "target_source": "input"}
             events.append({"event": "targets_given", "targets": targets})
+            if len({clean_phrase(t).lower() for t in explicit}) > len(targets):
+                update["warnings"] = Overwrite(
+                    [
+                        f"{len(explicit)} targets were given; searched for the first "
+                        f"{len(targets)} distinct ones (max_targets={settings.max_targets})"
+                    ]
+                )
         else:
             update |= {"targets": None, "target_source": "none"}
         for event in events:
@@ -222,6 +232,21 @@ class ListingNodes(NodeBase):
         if cued is None:
             return None, reply, None
         return cued.to_listing(), reply, cued.cues()
+
+
+def _check_given_targets(targets: list[Any] | tuple[Any, ...]) -> None:
+    """A caller's target that cannot be searched for is an error naming it, not dropped."""
+    for i, raw in enumerate(targets):
+        phrase = clean_phrase(raw) if isinstance(raw, str) else ""
+        if not phrase:
+            raise InvalidQuestionError(
+                f"target {i + 1} must be a non-empty object name, got {raw!r:.60}"
+            )
+        if len(phrase) > MAX_TARGET_CHARS:
+            raise InvalidQuestionError(
+                f"target {i + 1} is {len(phrase)} characters long, above the limit of "
+                f"{MAX_TARGET_CHARS} for an object name"
+            )
 
 
 __all__ = ["MAX_QUESTION_CHARS", "ListingNodes"]

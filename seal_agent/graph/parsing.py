@@ -55,6 +55,8 @@ MAX_LISTED_OBJECTS = 64
 MAX_LIST_CHARS = 8192
 #: The place of a contextual cue is named early; later text is not read.
 MAX_CUE_CHARS = 4096
+#: Longest object name searched for (longer is a sentence, not a name).
+MAX_TARGET_CHARS = 100
 _NOT_A_TARGET = {"a", "an", "the", "some", "any", "none", "nothing", "n/a", "object", "objects"}
 
 
@@ -80,7 +82,7 @@ def normalise_targets(targets: Iterable[str], max_targets: int) -> list[str]:
             continue
         phrase = clean_phrase(raw)
         key = phrase.lower()
-        if not phrase or key in seen or key in _NOT_A_TARGET or len(phrase) > 100:
+        if not phrase or key in seen or key in _NOT_A_TARGET or len(phrase) > MAX_TARGET_CHARS:
             continue
         seen.add(key)
         result.append(phrase)
@@ -349,6 +351,7 @@ def parse_cued_target_listing(text: object) -> CuedTargetListing | None:
 
 
 __all__ = [
+    "MAX_TARGET_CHARS",
     "CuedTargetListing",
     "ListedTarget",
     "TargetListing",
