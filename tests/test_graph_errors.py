@@ -111,9 +111,11 @@ def test_given_targets_beyond_max_targets_are_searched_up_to_it_with_a_warning(s
         context={"max_targets": 2},
     )
     assert list(out["searches"]) == ["red square", "blue circle"]
-    assert any("searched for the first 2 distinct" in w for w in out["warnings"])
+    assert any(
+        "3 distinct targets were given; searched for the first 2" in w for w in out["warnings"]
+    )
     quiet = graph.invoke({"image": scene_path, "question": "q?", "targets": given[:2]})
-    assert not any("distinct" in w for w in quiet["warnings"])
+    assert not any("distinct targets" in w for w in quiet["warnings"])
 
 
 def test_a_chat_model_that_raises_is_named(scene_path, config):

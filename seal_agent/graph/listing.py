@@ -121,14 +121,15 @@ class ListingNodes(NodeBase):
             if not isinstance(explicit, list | tuple):
                 raise InvalidQuestionError("targets must be a list of object names")
             _check_given_targets(explicit)
-            targets = normalise_targets(explicit, settings.max_targets)
+            every = normalise_targets(explicit, len(explicit))
+            targets = every[: settings.max_targets]
             update |= {"targets": targets, "target_source": "input"}
             events.append({"event": "targets_given", "targets": targets})
-            if len({clean_phrase(t).lower() for t in explicit}) > len(targets):
+            if len(every) > len(targets):
                 update["warnings"] = Overwrite(
                     [
-                        f"{len(explicit)} targets were given; searched for the first "
-                        f"{len(targets)} distinct ones (max_targets={settings.max_targets})"
+                        f"{len(every)} distinct targets were given; searched for the first "
+                        f"{len(targets)} (max_targets={settings.max_targets})"
                     ]
                 )
         else:
