@@ -17,6 +17,7 @@ from PIL import Image
 from test_graph_fakes import ColourSearchModel, ScriptedChatModel, seal_script
 
 from seal_agent.graph import SealConfig, build_graph
+from seal_agent.graph.builder import graph_settings
 from seal_agent.tools import create_visual_search_tool
 
 #: Local files are read only inside the tool's allowed roots; the tests' files are here.
@@ -228,3 +229,36 @@ def test_a_crop_of_a_huge_box_is_scaled_down_in_the_artifact(tmp_path: Path):
     assert max(crop.size) == MAX_CROP_SIDE
     assert list(crop.size) == entry["crop_size"]
     assert entry["crop_box"] == [0, 0, 5000, 3000]
+
+
+def test_the_default_graph_of_a_tool_with_roots_reads_only_inside_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # The tool hands the graph the real path it checked; the module's default graph
+    # (allowed_roots=None) would read whatever that path names when it opens it (a folder
+    # swapped for a symlink in between). The tool's own default graph checks the roots too.
+    from seal_agent.errors import InvalidImageError
+    from seal_agent.graph.default_models import default_models
+    from seal_agent.shapeworld import generate_scene
+    from seal_agent.tools import visual_search
+
+    monkeypatch.setenv("SEAL_AGENT_MODELS", "shapeworld")
+    roots = tmp_path / "photos"
+    roots.mkdir()
+    scene = generate_scene(3, width=800, height=600, kind="direct_attributes")
+    scene.image.save(roots / "scene.png")
+    outside = tmp_path / "outside.png"
+    scene.image.save(outside)
+
+    tool = create_visual_search_tool(allowed_roots=[roots])
+    message = _call(tool, {"image": str(roots / "scene.png"), "question": scene.question})
+    assert message.status != "error", message.content
+
+    hits = visual_search._default_graph_reading.cache_info().hits
+    own = visual_search._default_graph_reading((roots.resolve(),))
+    assert visual_search._default_graph_reading.cache_info().hits == hits + 1  # the tool's
+    assert graph_settings(own).image_policy().allowed_roots == (roots.resolve(),)
+    with pytest.raises(InvalidImageError, match="refused"):
+        own.invoke({"image": str(outside), "question": "q?"})
+    # It shares the default models: a second default graph loads no second copy.
+    assert default_models() is default_models()

@@ -15,6 +15,7 @@ built on first use (importing the graph never loads weights).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Literal, cast
 
 from langchain_core.language_models import BaseChatModel
@@ -38,10 +39,17 @@ def model_set_from_env() -> ModelSet:
     return cast(ModelSet, value)
 
 
-def default_models(
-    models: ModelSet | None = None,
-) -> tuple[Lazy[BaseChatModel], Lazy[SearchModel]]:
-    """The (VQA, search) pair of a model set, each built on first use.
+ModelPair = tuple[Lazy[BaseChatModel], Lazy[SearchModel]]
+
+#: One pair per model set and environment: every default graph of the process (the
+#: module's, a tool's with its own roots) shares the weights instead of loading them again.
+_PAIRS: dict[tuple[str | None, ...], ModelPair] = {}
+_PAIRS_LOCK = threading.Lock()
+
+
+def default_models(models: ModelSet | None = None) -> ModelPair:
+    """The (VQA, search) pair of a model set, each built on first use, and shared by
+    every default graph built with the same set and environment.
 
     A bad ``$SEAL_AGENT_MODELS`` fails at the first run, with its sentence, not at import
     (importing ``seal_agent.graph`` must never fail on the environment).
@@ -55,6 +63,18 @@ def default_models(
             raise error
 
         return Lazy(refuse, f"invalid {ENV_MODELS}"), Lazy(refuse, f"invalid {ENV_MODELS}")
+    key = (chosen, *(os.environ.get(name) or None for name in _MODEL_ENV))
+    with _PAIRS_LOCK:
+        if key not in _PAIRS:
+            _PAIRS[key] = _model_pair(chosen)
+        return _PAIRS[key]
+
+
+#: The variables that pick the transformers set's models and device.
+_MODEL_ENV = ("SEAL_AGENT_VQA_MODEL", "SEAL_AGENT_SEARCH_MODEL", "SEAL_AGENT_DEVICE")
+
+
+def _model_pair(chosen: ModelSet) -> ModelPair:
     if chosen == "shapeworld":
 
         def reference_vqa() -> BaseChatModel:

@@ -127,9 +127,9 @@ class OwlViewEncoding:
     ``feature_map`` (grid_h, grid_w, dim) is in the model's dtype (5.5 MB for OWLv2-B/16
     in bf16); ``encode_views`` puts it in host memory (a view cache may keep hundreds;
     the GPU holds the models and the pass in flight; on an H100 the round trip adds ~2 ms
-    a view, gpu_latency.py's "cached path"), while a plain ``predict`` leaves it on the device; ``boxes``
-    (grid_h * grid_w, 4), float32 on the CPU, are the box head's output, which does not
-    depend on the phrase.
+    a view, gpu_latency.py's "cached path"), while a plain ``predict`` leaves it on the
+    device. ``boxes`` (grid_h * grid_w, 4), float32 on the CPU, are the box head's
+    output, which does not depend on the phrase.
     """
 
     feature_map: torch.Tensor

@@ -15,6 +15,7 @@ its checkpoints never mix with the agent's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from PIL import Image
 from pydantic import BaseModel, Field, ValidationError
 
 from seal_agent.errors import SealError
-from seal_agent.graph.builder import graph_settings
+from seal_agent.graph.builder import build_default_graph, graph_settings
 from seal_agent.graph.configuration import SealConfig, merge_overrides
 from seal_agent.imaging.content_blocks import image_from_block, is_image_block
 from seal_agent.imaging.geometry import Box, crop_box_around
@@ -219,6 +220,19 @@ def _validation_message(error: ValidationError | Exception) -> str:
     return f"visual_search was called with invalid arguments: {error}"
 
 
+@functools.cache
+def _default_graph_reading(roots: tuple[Path, ...]) -> Any:
+    """The default graph, as a graph that itself reads files only inside ``roots``.
+
+    The tool checks a caller's path against its roots and hands the graph the real path;
+    the module's default graph (``allowed_roots=None``) would read whatever that path
+    names by the time it opens it (a directory swapped for a symlink in between). This
+    one refuses it too, and shares the default models (``default_models``): no second
+    load of the weights.
+    """
+    return build_default_graph(SealConfig(allowed_roots=list(roots)))
+
+
 def create_visual_search_tool(
     graph: CompiledStateGraph[Any, Any, Any, Any] | None = None,
     *,
@@ -256,9 +270,11 @@ def create_visual_search_tool(
     def the_graph() -> Any:  # a compiled SEAL graph (its context is SealConfig)
         if graph is not None:
             return graph
+        if roots:
+            return _default_graph_reading(roots)
         from seal_agent.graph import graph as default_graph
 
-        return default_graph
+        return default_graph  # reads no path a caller names: the tool refuses them all
 
     def policy() -> ImagePolicy:
         return (graph_settings(the_graph()) or SealConfig()).image_policy()
