@@ -334,3 +334,42 @@ def test_a_megabyte_structured_answer_is_capped_as_a_text_reply_is(scene_path, c
         {"image": scene_path, "question": "q?"}
     )
     assert out["answer"] == "y" * config.max_reply_chars
+
+
+HUNG_CHAT_SCRIPT = """
+import threading, time
+from PIL import Image
+from test_graph_fakes import ColourSearchModel, ScriptedChatModel, seal_script
+from seal_agent.errors import ChatModelError
+from seal_agent.graph import SealConfig, build_graph
+
+class Hung(ScriptedChatModel):
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        threading.Event().wait()  # a provider call without a timeout, forever
+
+graph = build_graph(Hung(script=seal_script()), ColourSearchModel(),
+                    SealConfig(cache_dir=CACHE, chat_timeout_s=0.5))
+started = time.monotonic()
+try:
+    graph.invoke({"image": Image.new("RGB", (64, 48)), "question": "q?"})
+except ChatModelError as exc:
+    print("gave up:", exc)
+print("seconds", round(time.monotonic() - started, 1))
+"""
+
+
+def test_a_hung_chat_call_never_keeps_the_process_from_exiting(tmp_path):
+    # The timed call is abandoned at chat_timeout_s; its thread must not be joined at exit
+    # (a ThreadPoolExecutor's are: the process then never ended).
+    import os
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    script = HUNG_CHAT_SCRIPT.replace("CACHE", repr(str(tmp_path / "cache")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "gave up: the VQA chat model" in done.stdout

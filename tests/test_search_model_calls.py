@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from seal_agent.search.model_calls import ModelCallTimeoutError, _Workers, call_before
+from seal_agent.search.model_calls import DeadlineWorkers, ModelCallTimeoutError, call_before
 
 
 def test_a_call_that_answers_in_time_returns_its_value_and_raises_its_exception() -> None:
@@ -34,7 +34,7 @@ def test_a_late_call_is_abandoned_at_the_deadline() -> None:
 
 
 def test_workers_are_bounded_and_reused() -> None:
-    workers = _Workers(1)
+    workers = DeadlineWorkers(1, "test")
     release = threading.Event()
     hung = workers.submit(lambda: release.wait(30), 1.0)
     with pytest.raises(ModelCallTimeoutError, match="busy"):

@@ -1,40 +1,32 @@
 """Calling a chat model with a deadline, synchronously or from async code.
 
 A provider that never answers must not hold a run (or the agent that called the tool)
-forever. A synchronous call runs in a bounded pool of worker threads and is abandoned at
-the deadline (Python cannot kill a thread; the pool's bound keeps hung calls from
-growing without limit); an async call is cancelled at the deadline. The caller's context
+forever. A synchronous call runs on a bounded set of daemon worker threads and is
+abandoned at the deadline (Python cannot kill a thread; the bound keeps hung calls from
+growing without limit, and a hung one never blocks the process's exit); an async call is
+cancelled at the deadline. The caller's context
 variables (LangChain callbacks, LangGraph's config) travel with the call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
-import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from seal_agent.errors import ChatModelError
+from seal_agent.search.model_calls import DeadlineWorkers, ModelCallTimeoutError
 
 T = TypeVar("T")
 
 #: Most chat-model calls in flight at once through the timed path (hung ones included).
 MAX_CONCURRENT_CALLS = 64
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(
-                max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="seal-chat"
-            )
-        return _POOL
+#: Daemon workers: a hung provider call never keeps the process from exiting (a
+#: ``ThreadPoolExecutor``'s threads are joined at exit), and it never takes a search
+#: model's workers.
+_WORKERS = DeadlineWorkers(MAX_CONCURRENT_CALLS, "chat")
 
 
 def _timeout_error(doing: str, timeout_s: float, model: str) -> ChatModelError:
@@ -50,12 +42,9 @@ def call_with_timeout(
     """``call()`` within ``timeout_s`` seconds (None: no limit), else ``ChatModelError``."""
     if timeout_s is None:
         return call()
-    context = contextvars.copy_context()
-    future = _pool().submit(context.run, call)
     try:
-        return future.result(timeout=timeout_s)
-    except concurrent.futures.TimeoutError:
-        future.cancel()
+        return _WORKERS.call_before(call, time.monotonic() + timeout_s)
+    except ModelCallTimeoutError:
         raise _timeout_error(doing, timeout_s, model) from None
 
 

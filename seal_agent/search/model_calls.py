@@ -33,28 +33,48 @@ class ModelCallTimeoutError(Exception):
 _Item = tuple[concurrent.futures.Future[Any], Callable[[], Any]]
 
 
-class _Workers:
-    """A bounded set of reusable daemon threads running one call each at a time."""
+class DeadlineWorkers:
+    """A bounded set of reusable daemon threads running one call each at a time.
 
-    def __init__(self, size: int) -> None:
+    Daemon threads, unlike ``ThreadPoolExecutor``'s (which the interpreter joins at exit),
+    let a process end while a hung call still runs. Each kind of model gets its own set,
+    so hung calls of one kind never take the workers of another.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
         self._slots = threading.BoundedSemaphore(size)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
 
+    def call_before(self, call: Callable[[], T], deadline: float) -> T:
+        """``call()`` on a worker, or ``ModelCallTimeoutError`` once ``time.monotonic()``
+        passes ``deadline``; the caller's context variables travel with the call."""
+        context = contextvars.copy_context()
+        future = self.submit(lambda: context.run(call), deadline - time.monotonic())
+        try:
+            return future.result(timeout=max(deadline - time.monotonic(), 0.0))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ModelCallTimeoutError(
+                f"the {self._name} model did not answer before the deadline"
+            ) from None
+
     def submit(self, call: Callable[[], T], wait_s: float) -> concurrent.futures.Future[T]:
         """Queue ``call``; ``ModelCallTimeoutError`` if no worker frees up in ``wait_s``."""
         if not self._slots.acquire(timeout=max(wait_s, 0.0)):
             raise ModelCallTimeoutError(
-                f"all {MAX_CONCURRENT_CALLS} search-model workers are busy (hung calls?)"
+                f"all {self._size} {self._name}-model workers are busy (hung calls?)"
             )
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._lock:
             if self._idle == 0:
                 self._threads += 1
                 threading.Thread(
-                    target=self._work, name=f"seal-search-{self._threads}", daemon=True
+                    target=self._work, name=f"seal-{self._name}-{self._threads}", daemon=True
                 ).start()
             else:
                 self._idle -= 1
@@ -77,16 +97,7 @@ class _Workers:
                 self._slots.release()
 
 
-_WORKERS: _Workers | None = None
-_WORKERS_LOCK = threading.Lock()
-
-
-def _workers() -> _Workers:
-    global _WORKERS
-    with _WORKERS_LOCK:
-        if _WORKERS is None:
-            _WORKERS = _Workers(MAX_CONCURRENT_CALLS)
-        return _WORKERS
+_WORKERS = DeadlineWorkers(MAX_CONCURRENT_CALLS, "search")
 
 
 def call_before(call: Callable[[], T], deadline: float | None) -> T:
@@ -94,13 +105,7 @@ def call_before(call: Callable[[], T], deadline: float | None) -> T:
     ``deadline`` (None: called here, without a limit). Exceptions propagate as raised."""
     if deadline is None:
         return call()
-    context = contextvars.copy_context()
-    future = _workers().submit(lambda: context.run(call), deadline - time.monotonic())
-    try:
-        return future.result(timeout=max(deadline - time.monotonic(), 0.0))
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        raise ModelCallTimeoutError("the search model did not answer before the deadline") from None
+    return _WORKERS.call_before(call, deadline)
 
 
-__all__ = ["MAX_CONCURRENT_CALLS", "ModelCallTimeoutError", "call_before"]
+__all__ = ["MAX_CONCURRENT_CALLS", "DeadlineWorkers", "ModelCallTimeoutError", "call_before"]
