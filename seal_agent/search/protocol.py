@@ -217,32 +217,28 @@ def accepts_scales(model: object) -> bool:
     )
 
 
-def _declared_float(model: object, name: str, default: float) -> float:
+def _declaration(model: object, name: str) -> Any:
+    """The model's optional declaration ``name``, or the protocol's default for it; a
+    property that raises is a model fault named as such."""
     try:
-        value = getattr(model, name, default)
+        return getattr(model, name, OPTIONAL_DECLARATIONS[name])
     except Exception as exc:  # a property that raises
         raise SearchModelError(f"search model attribute {name} raised {describe(exc)}") from exc
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SearchModelError(f"search model {name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def declared_max_upsample(model: object) -> float:
     """The model's ``max_upsample`` (default 1.0: enlarged pixels add nothing)."""
-    value = _declared_float(model, "max_upsample", OPTIONAL_DECLARATIONS["max_upsample"])
+    value = _declaration(model, "max_upsample")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SearchModelError(f"search model max_upsample must be a finite number, got {value!r}")
     if value < 1.0:
         raise SearchModelError(f"search model max_upsample must be >= 1, got {value!r}")
-    return value
+    return float(value)
 
 
 def declared_framing_invariant(model: object) -> bool:
     """The model's ``framing_invariant`` (default False: confident boxes get a second look)."""
-    try:
-        value = getattr(model, "framing_invariant", OPTIONAL_DECLARATIONS["framing_invariant"])
-    except Exception as exc:  # a property that raises
-        raise SearchModelError(
-            f"search model attribute framing_invariant raised {describe(exc)}"
-        ) from exc
+    value = _declaration(model, "framing_invariant")
     if not isinstance(value, bool):
         raise SearchModelError(f"search model framing_invariant must be a bool, got {value!r}")
     return value
@@ -250,12 +246,7 @@ def declared_framing_invariant(model: object) -> bool:
 
 def declared_max_batch_size(model: object) -> int | None:
     """The model's ``max_batch_size`` (default None: the search's own batch sizes)."""
-    try:
-        value = getattr(model, "max_batch_size", OPTIONAL_DECLARATIONS["max_batch_size"])
-    except Exception as exc:  # a property that raises
-        raise SearchModelError(
-            f"search model attribute max_batch_size raised {describe(exc)}"
-        ) from exc
+    value = _declaration(model, "max_batch_size")
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -267,12 +258,7 @@ def declared_max_batch_size(model: object) -> int | None:
 
 def declared_score_range(model: object) -> tuple[float, float]:
     """The model's ``score_range`` (default [0, 1])."""
-    try:
-        value = getattr(model, "score_range", OPTIONAL_DECLARATIONS["score_range"])
-    except Exception as exc:
-        raise SearchModelError(
-            f"search model attribute score_range raised {describe(exc)}"
-        ) from exc
+    value = _declaration(model, "score_range")
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError) as exc:
